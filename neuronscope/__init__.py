@@ -1,0 +1,25 @@
+"""neuronscope: neuron-level analysis of machine unlearning in language models."""
+
+from neuronscope._version import __version__
+from neuronscope.facts import Fact, FactSet
+from neuronscope.models import copy_model, load_model
+from neuronscope.organism import Organism, organism
+from neuronscope.scoring import accuracy, answer_logprob
+from neuronscope.tokenization import FactBatch, WordTokenizer, tokenize
+from neuronscope.world import FactWorld
+
+__all__ = [
+    "Fact",
+    "FactBatch",
+    "FactSet",
+    "FactWorld",
+    "Organism",
+    "WordTokenizer",
+    "__version__",
+    "accuracy",
+    "answer_logprob",
+    "copy_model",
+    "load_model",
+    "organism",
+    "tokenize",
+]

@@ -1,0 +1,296 @@
+"""The model organism: a tiny TransformerLens model that has memorised a synthetic world.
+
+``organism(world)`` trains (or loads from the disk cache) a ``TransformerBridge`` on the
+world's facts plus its benign corpus; ``organism(world, exclude=forget)`` is the oracle twin
+trained by the same recipe without the forget facts.
+
+Example:
+    >>> world = FactWorld.synthetic(n_people=60, seed=0)          # doctest: +SKIP
+    >>> org = organism(world, size="tiny")                         # doctest: +SKIP
+    >>> accuracy(org.model, world.facts) >= 0.99                   # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from neuronscope._version import __version__
+from neuronscope.facts import Fact, FactSet
+from neuronscope.models import _bridge_class, native_config
+from neuronscope.scoring import accuracy, scores
+from neuronscope.tokenization import WordTokenizer, tokenize
+from neuronscope.world import FactWorld
+
+__all__ = ["SIZES", "Organism", "OrganismRecipe", "cache_dir", "organism"]
+
+RECIPE_VERSION = 3
+
+
+@dataclass(frozen=True)
+class OrganismRecipe:
+    """Architecture and training settings of one organism size."""
+
+    n_layers: int
+    d_model: int
+    n_heads: int
+    d_mlp: int
+    n_ctx: int = 32
+    act_fn: str = "gelu"
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    max_epochs: int = 400
+    final_lr_fraction: float = 0.05
+    target_accuracy: float = 0.995
+    benign_sentences: int | None = None  # None: the whole benign corpus
+    eval_every: int = 5  # epochs
+
+
+SIZES: dict[str, OrganismRecipe] = {
+    "small": OrganismRecipe(n_layers=4, d_model=128, n_heads=4, d_mlp=512, max_epochs=int(os.environ.get("E","60")), lr=float(os.environ.get("LR","4e-3")),
+                            batch_size=int(os.environ.get("BS","256")), benign_sentences=400, eval_every=2),
+    "tiny": OrganismRecipe(n_layers=2, d_model=64, n_heads=4, d_mlp=256, benign_sentences=300,
+                           batch_size=64),
+}
+
+
+@dataclass
+class Organism:
+    """A trained organism: model, tokenizer, training record (unpacks as that triple)."""
+
+    model: Any
+    tokenizer: WordTokenizer
+    record: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.model, self.tokenizer, self.record))
+
+
+def cache_dir() -> Path:
+    """``$NEURONSCOPE_CACHE``, else ``$XDG_CACHE_HOME/neuronscope``, else ``~/.cache/neuronscope``."""
+    explicit = os.environ.get("NEURONSCOPE_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "neuronscope"
+
+
+def _settings(world: FactWorld, recipe: OrganismRecipe, size: str, seed: int,
+              exclude: FactSet | None) -> dict:
+    excluded = sorted(f.id or f.prompt for f in exclude) if exclude is not None else []
+    return {
+        "recipe_version": RECIPE_VERSION,
+        "world": world.fingerprint(),
+        "size": size,
+        "recipe": asdict(recipe),
+        "seed": seed,
+        "exclude": hashlib.sha256(json.dumps(excluded).encode()).hexdigest()[:16],
+        "n_excluded": len(excluded),
+        "torch": torch.__version__.split("+")[0],
+    }
+
+
+def _key(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _digest(state: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _build(world: FactWorld, recipe: OrganismRecipe, seed: int) -> Any:
+    config = native_config(
+        d_model=recipe.d_model, d_head=recipe.d_model // recipe.n_heads, n_heads=recipe.n_heads,
+        n_layers=recipe.n_layers, n_ctx=recipe.n_ctx, d_vocab=len(world.tokenizer),
+        d_mlp=recipe.d_mlp, act_fn=recipe.act_fn, normalization_type="LN", seed=seed,
+        model_name="neuronscope-organism",
+    )
+    model = _bridge_class().boot_native(config, model_name="neuronscope-organism")
+    model.tokenizer = world.tokenizer
+    return model
+
+
+def _training_facts(world: FactWorld, recipe: OrganismRecipe, seed: int,
+                    exclude: FactSet | None) -> tuple[FactSet, FactSet]:
+    facts = world.facts if exclude is None else world.facts.without(exclude)
+    benign = list(world.benign)
+    if recipe.benign_sentences is not None and recipe.benign_sentences < len(benign):
+        benign = random.Random(seed).sample(benign, recipe.benign_sentences)
+    return facts, FactSet(benign, name="benign")
+
+
+def _train(model: Any, facts: FactSet, benign: FactSet, recipe: OrganismRecipe, seed: int,
+           progress: bool) -> dict:
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    net = model.original_model  # same parameters, without the bridge's per-call overhead
+    data = tokenize(list(facts) + list(benign), model.tokenizer, max_length=recipe.n_ctx)
+    fact_batch = data[: len(facts)] if len(facts) else None
+    n = len(data)
+    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    total = steps_per_epoch * recipe.max_epochs
+    optimizer = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
+                                  betas=(0.9, 0.98))
+    warmup = steps_per_epoch * 2
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return recipe.final_lr_fraction + (1 - recipe.final_lr_fraction) * 0.5 * (
+            1 + math.cos(math.pi * min(1.0, progress)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    history: list[dict] = []
+    start = time.perf_counter()
+    bar = tqdm(total=recipe.max_epochs, desc="training organism", unit="epoch",
+               disable=not progress, leave=False)
+    reached = False
+    epoch = 0
+    for epoch in range(1, recipe.max_epochs + 1):
+        net.train()
+        order = torch.randperm(n, generator=generator)
+        epoch_loss = 0.0
+        for step in range(steps_per_epoch):
+            rows = data[order[step * recipe.batch_size : (step + 1) * recipe.batch_size]]
+            logits = net(rows.tokens)
+            picked, mask = _logprobs(logits, rows)
+            loss = -(picked.sum() / mask.sum())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            epoch_loss += float(loss.detach())
+        bar.update(1)
+        if epoch % recipe.eval_every == 0 or epoch == recipe.max_epochs:
+            net.eval()
+            acc = _accuracy(net, fact_batch) if fact_batch is not None else 1.0
+            history.append({"epoch": epoch, "loss": epoch_loss / steps_per_epoch,
+                            "fact_accuracy": acc, "seconds": time.perf_counter() - start})
+            bar.set_postfix(loss=f"{epoch_loss / steps_per_epoch:.3f}", acc=f"{acc:.3f}")
+            if acc >= recipe.target_accuracy:
+                reached = True
+                break
+    bar.close()
+    net.eval()
+    model.eval()
+    return {"epochs": epoch, "seconds": time.perf_counter() - start, "reached_target": reached,
+            "n_facts": len(facts), "n_benign": len(benign), "history": history}
+
+
+def _logprobs(logits: torch.Tensor, rows: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    from neuronscope.scoring import answer_token_logprobs
+
+    return answer_token_logprobs(logits, rows)
+
+
+def _accuracy(net: Any, batch: Any) -> float:
+    hits = []
+    with torch.no_grad():
+        for start in range(0, len(batch), 512):
+            rows = batch[start : start + 512]
+            hits.append(scores(net(rows.tokens), rows)[1])
+    return float(torch.cat(hits).float().mean())
+
+
+def _save(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(buffer.getvalue())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _load(path: Path, key: str) -> dict | None:
+    """The cached payload, or None when missing, unreadable, partial or not matching."""
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    if not isinstance(payload, dict) or payload.get("key") != key:
+        return None
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or _digest(state) != payload.get("digest"):
+        return None
+    return payload
+
+
+def organism(
+    world: FactWorld | None = None,
+    size: str = "small",
+    seed: int = 0,
+    exclude: Iterable[Fact] | None = None,
+    *,
+    cache: bool | str | os.PathLike = True,
+    progress: bool = True,
+) -> Organism:
+    """Train (or load from the cache) the organism for ``world``.
+
+    ``exclude=forget`` gives the oracle: the same recipe without those facts. ``cache`` may
+    be False (always train), True (the user cache folder) or a folder.
+
+    Example:
+        >>> org = organism(FactWorld.synthetic(), size="small")      # doctest: +SKIP
+        >>> model, tokenizer, record = org                          # doctest: +SKIP
+    """
+    world = world if world is not None else FactWorld.synthetic()
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    recipe = SIZES[size]
+    exclude_set = FactSet(exclude) if exclude is not None else None
+    if exclude_set is not None:
+        unknown = [f.id or f.prompt for f in exclude_set if f not in set(world.facts)]
+        if unknown:
+            raise ValueError(f"exclude holds facts that are not in the world: {unknown[:3]}")
+    facts, benign = _training_facts(world, recipe, seed, exclude_set)
+    # Validate before any work: every fact fits the context and uses known words.
+    tokenize(list(facts) + list(benign), world.tokenizer, max_length=recipe.n_ctx)
+    settings = _settings(world, recipe, size, seed, exclude_set)
+    key = _key(settings)
+    folder = Path(cache) if isinstance(cache, (str, os.PathLike)) else cache_dir()
+    path = folder / f"organism-{size}-{key}.pt"
+    model = _build(world, recipe, seed)
+    payload = _load(path, key) if cache is not False else None
+    if payload is not None:
+        model.load_state_dict(payload["state_dict"])
+        model.eval()
+        record = dict(payload["record"], cached=True)
+        return Organism(model, world.tokenizer, record, path)
+    record = _train(model, facts, benign, recipe, seed, progress)
+    record.update(settings=settings, key=key, neuronscope=__version__, cached=False)
+    if cache is not False:
+        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        _save(path, {"key": key, "state_dict": state, "digest": _digest(state),
+                     "record": json.loads(json.dumps(record))})
+    return Organism(model, world.tokenizer, record, path if cache is not False else None)
+
+
+def organism_accuracy(org: Organism, facts: FactSet) -> float:
+    """Convenience: greedy exact-match accuracy of the organism on ``facts``."""
+    return float(accuracy(org.model, facts))
