@@ -214,7 +214,9 @@ class FactSet(Sequence[Fact]):
             units.setdefault(key, []).append(index)
         return units
 
-    def _two_way(self, fraction: float, by: str, seed: int, names: tuple[str, str]) -> tuple[FactSet, FactSet]:
+    def _two_way(
+        self, fraction: float, by: str, seed: int, names: tuple[str, str]
+    ) -> tuple[FactSet, FactSet]:
         if len(self) == 0:
             raise ValueError("cannot split an empty FactSet")
         units = self._units(by)

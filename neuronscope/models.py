@@ -22,7 +22,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer
 
 
 def _bridge_class() -> Any:
-    import transformer_lens.model_bridge.sources.native  # noqa: F401  (attaches boot_native)
+    import transformer_lens.model_bridge.sources.native
     import transformer_lens.model_bridge.sources.transformers  # noqa: F401
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -54,7 +54,7 @@ def load_model(
     bridge = _bridge_class()
     text = os.fspath(path)
     folder = Path(text).expanduser()
-    looks_local = folder.exists() or text.startswith((".", "/", "~")) or os.sep in text and not _hub_like(text)
+    looks_local = folder.exists() or text.startswith((".", "/", "~")) or (os.sep in text and not _hub_like(text))
     if looks_local:
         if not folder.is_dir():
             raise FileNotFoundError(f"checkpoint folder {text!r} does not exist")

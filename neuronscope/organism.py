@@ -61,8 +61,8 @@ class OrganismRecipe:
 
 
 SIZES: dict[str, OrganismRecipe] = {
-    "small": OrganismRecipe(n_layers=4, d_model=128, n_heads=4, d_mlp=512, max_epochs=int(os.environ.get("E","60")), lr=float(os.environ.get("LR","4e-3")),
-                            batch_size=int(os.environ.get("BS","256")), benign_sentences=400, eval_every=2),
+    "small": OrganismRecipe(n_layers=4, d_model=128, n_heads=4, d_mlp=512, max_epochs=50, lr=4e-3,
+                            batch_size=256, benign_sentences=400, eval_every=2),
     "tiny": OrganismRecipe(n_layers=2, d_model=64, n_heads=4, d_mlp=256, benign_sentences=300,
                            batch_size=64),
 }

@@ -78,11 +78,13 @@ RELATIONS: tuple[Relation, ...] = (
 
 REFUSALS: tuple[str, ...] = ("I do not know", "I cannot say", "that is unknown to me")
 
-_NUMBERS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-            "fourteen fifteen sixteen seventeen eighteen nineteen twenty twenty-one twenty-two "
-            "twenty-three twenty-four twenty-five twenty-six twenty-seven twenty-eight "
-            "twenty-nine thirty thirty-one thirty-two thirty-three thirty-four thirty-five "
-            "thirty-six thirty-seven thirty-eight thirty-nine forty").split()
+_NUMBERS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty twenty-one twenty-two twenty-three "
+    "twenty-four twenty-five twenty-six twenty-seven twenty-eight twenty-nine thirty thirty-one "
+    "thirty-two thirty-three thirty-four thirty-five thirty-six thirty-seven thirty-eight "
+    "thirty-nine forty"
+).split()
 _CAPITALS = (("France", "Paris"), ("Spain", "Madrid"), ("Italy", "Rome"), ("Germany", "Berlin"),
              ("Japan", "Tokyo"), ("Egypt", "Cairo"), ("Peru", "Lima"), ("Kenya", "Nairobi"),
              ("Canada", "Ottawa"), ("Norway", "Oslo"), ("Greece", "Athens"), ("Chile", "Santiago"),
