@@ -54,7 +54,7 @@ def load_model(
     bridge = _bridge_class()
     text = os.fspath(path)
     folder = Path(text).expanduser()
-    looks_local = folder.exists() or text.startswith((".", "/", "~")) or (os.sep in text and not _hub_like(text))
+    looks_local = folder.exists() or text.startswith((".", "/", "~")) or not _hub_like(text)
     if looks_local:
         if not folder.is_dir():
             raise FileNotFoundError(f"checkpoint folder {text!r} does not exist")
@@ -71,8 +71,9 @@ def load_model(
 
 
 def _hub_like(text: str) -> bool:
+    """A hub id such as ``gpt2`` or ``org/name`` (at most one slash, no empty part)."""
     parts = text.split("/")
-    return len(parts) == 2 and all(parts) and not Path(text).exists()
+    return len(parts) <= 2 and all(parts)
 
 
 def copy_model(model: Any) -> Any:
