@@ -1,0 +1,159 @@
+"""Robustness plots: recovery over attack steps, the method x attack grid, the lambda sweep.
+
+Each function takes a table (a DataFrame, a results object with ``to_pandas()`` or a list of
+dicts) in long form, as the attack and benchmark functions return it.
+
+Example:
+    >>> rows = [{"method": "GA", "attack": "benign", "step": s, "accuracy": s / 10} for s in range(3)]
+    >>> recovery_curves(rows).data[0].name
+    'GA'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from neuronscope.plots._inputs import records
+from neuronscope.plots.theme import NEUTRAL, apply_theme, method_color
+
+__all__ = ["attack_grid", "lambda_sweep", "recovery_curves"]
+
+_REFERENCE = ("oracle", "original")
+
+
+def _need(rows: list[dict], columns: Sequence[str], name: str) -> None:
+    missing = [c for c in columns if c not in rows[0]]
+    if missing:
+        raise ValueError(f"{name} lacks column(s) {missing}; has {sorted(rows[0])}")
+
+
+def _unique(values: Sequence[Any]) -> list[Any]:
+    return list(dict.fromkeys(values))
+
+
+def recovery_curves(
+    data: Any,
+    *,
+    x: str = "step",
+    y: str = "accuracy",
+    color: str = "method",
+    facet: str | None = "attack",
+    chance: float | None = None,
+    title: str | None = None,
+    y_title: str = "accuracy on forgotten facts",
+) -> go.Figure:
+    """Accuracy (``y``) over attack steps (``x``), one line per method, one panel per attack.
+
+    Methods named "oracle" (never learned the facts) and "original" are drawn dashed as
+    references; ``chance`` adds a dotted horizontal line.
+    """
+    rows = records(data, "data")
+    facet = facet if facet is not None and facet in rows[0] else None
+    _need(rows, [x, y, color], "data")
+    panels = _unique(r[facet] for r in rows) if facet else [None]
+    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[str(p) for p in panels] if facet else None)
+    methods = _unique(r[color] for r in rows)
+    for col, panel in enumerate(panels, start=1):
+        for i, method in enumerate(methods):
+            points = sorted(((r[x], r[y]) for r in rows if r[color] == method
+                             and (facet is None or r[facet] == panel)), key=lambda p: p[0])
+            if not points:
+                continue
+            reference = str(method).lower() in _REFERENCE
+            fig.add_trace(go.Scatter(
+                x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
+                name=str(method), legendgroup=str(method), showlegend=col == 1,
+                line={"color": method_color(str(method), i), "dash": "dash" if reference else "solid",
+                      "width": 2 if reference else 2.5},
+                marker={"size": 5},
+                hovertemplate=f"{method}<br>{x} %{{x}}<br>{y} %{{y:.3f}}<extra></extra>"), row=1, col=col)
+        if chance is not None:
+            fig.add_hline(y=chance, line={"color": NEUTRAL, "dash": "dot", "width": 1}, row=1, col=col,
+                          annotation_text="chance" if col == 1 else None, annotation_position="bottom right")
+        fig.update_xaxes(title_text=x.replace("_", " "), row=1, col=col)
+    fig.update_yaxes(title_text=y_title, row=1, col=1)
+    return apply_theme(fig, title=title or "Recovery of forgotten facts under retraining attacks", height=420)
+
+
+def attack_grid(
+    data: Any,
+    *,
+    row: str = "method",
+    col: str = "attack",
+    value: str = "accuracy",
+    title: str | None = None,
+    zmax: float | None = 1.0,
+    value_title: str = "accuracy after attack",
+) -> go.Figure:
+    """Method x attack grid of one number (default: accuracy on forgotten facts after the attack).
+
+    Lower is better (less recovered); cells are annotated with their value.
+
+    Example:
+        >>> rows = [{"method": m, "attack": a, "accuracy": 0.5}
+        ...         for m in ("GA", "GD") for a in ("p=0.1", "benign")]
+        >>> attack_grid(rows).data[0].z.shape
+        (2, 2)
+    """
+    rows = records(data, "data")
+    _need(rows, [row, col, value], "data")
+    names, attacks = _unique(r[row] for r in rows), _unique(r[col] for r in rows)
+    z = np.full((len(names), len(attacks)), np.nan)
+    for r in rows:
+        z[names.index(r[row]), attacks.index(r[col])] = float(r[value])
+    text = [["" if np.isnan(v) else f"{v:.2f}" for v in line] for line in z]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[str(a) for a in attacks], y=[str(n) for n in names], text=text, texttemplate="%{text}",
+        textfont={"size": 14}, colorscale="YlOrRd", zmin=0.0, zmax=zmax if zmax is not None else np.nanmax(z),
+        colorbar={"title": {"text": value_title}},
+        hovertemplate=f"%{{y}} under %{{x}}<br>{value} %{{z:.3f}}<extra></extra>"))
+    fig.update_xaxes(title_text=col, side="bottom")
+    fig.update_yaxes(title_text=row, autorange="reversed")
+    return apply_theme(fig, title=title or "Recovered accuracy: method x attack (lower is better)",
+                       height=max(280, 120 + 48 * len(names)))
+
+
+def lambda_sweep(
+    data: Any,
+    *,
+    x: str = "lambda",
+    metrics: Sequence[str] | None = None,
+    title: str | None = None,
+    y_title: str = "accuracy",
+) -> go.Figure:
+    """Metrics against the SSIUU weight lambda (log axis; lambda = 0 shown as its own point).
+
+    ``metrics`` defaults to every numeric column except ``x`` (e.g. forget, retain, and
+    accuracy after each attack).
+
+    Example:
+        >>> rows = [{"lambda": l, "retain": 0.9, "recovered": 0.2} for l in (0.0, 0.01, 0.1)]
+        >>> [t.name for t in lambda_sweep(rows).data]
+        ['retain', 'recovered']
+    """
+    rows = records(data, "data")
+    _need(rows, [x], "data")
+    if metrics is None:
+        metrics = [k for k, v in rows[0].items() if k != x and isinstance(v, (int, float, np.number))
+                   and not isinstance(v, bool)]
+    if not metrics:
+        raise ValueError("data has no numeric metric columns to plot against lambda")
+    _need(rows, metrics, "data")
+    rows = sorted(rows, key=lambda r: float(r[x]))
+    xs = [float(r[x]) for r in rows]
+    positive = all(v > 0 for v in xs)
+    labels = xs if positive else [f"{v:g}" for v in xs]
+    fig = go.Figure()
+    for i, metric in enumerate(metrics):
+        fig.add_trace(go.Scatter(x=labels, y=[r[metric] for r in rows], mode="lines+markers", name=metric,
+                                 line={"color": method_color(metric, i + 1)},
+                                 hovertemplate=f"λ = %{{x}}<br>{metric} %{{y:.3f}}<extra></extra>"))
+    fig.update_xaxes(title_text="SSIUU λ", type="log" if positive else "category")
+    fig.update_yaxes(title_text=y_title)
+    return apply_theme(fig, title=title or "Choosing λ: forgetting, retention and robustness", height=400)
