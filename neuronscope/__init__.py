@@ -3,7 +3,9 @@
 from neuronscope._version import __version__
 from neuronscope.facts import Fact, FactSet
 from neuronscope.models import copy_model, load_model
+from neuronscope import plots
 from neuronscope.organism import Organism, organism
+from neuronscope.report import report
 from neuronscope.scoring import accuracy, answer_logprob
 from neuronscope.tokenization import FactBatch, WordTokenizer, tokenize
 from neuronscope.world import FactWorld
@@ -21,5 +23,7 @@ __all__ = [
     "copy_model",
     "load_model",
     "organism",
+    "plots",
+    "report",
     "tokenize",
 ]
