@@ -1,9 +1,9 @@
 """neuronscope: neuron-level analysis of machine unlearning in language models."""
 
+from neuronscope import plots
 from neuronscope._version import __version__
 from neuronscope.facts import Fact, FactSet
 from neuronscope.models import copy_model, load_model
-from neuronscope import plots
 from neuronscope.organism import Organism, organism
 from neuronscope.report import report
 from neuronscope.scoring import accuracy, answer_logprob
