@@ -122,7 +122,7 @@ def neuron_heatmap(
     fig = go.Figure(trace)
     fig.update_xaxes(title_text=x_title)
     fig.update_yaxes(title_text="layer", type="category", autorange="reversed")
-    height = max(260, min(900, 120 + 34 * len(nv.layers)))
+    height = max(300, min(900, 140 + 40 * len(nv.layers)))
     return apply_theme(fig, title=title or f"Neuron {name} (mean over facts)", height=height)
 
 
@@ -173,7 +173,7 @@ def before_after(
     fig.update_layout(coloraxis={"colorscale": DIVERGING, "cmin": low, "cmax": high, "cmid": 0.0,
                                  "colorbar": {"title": {"text": label}}})
     fig.update_yaxes(title_text="layer", type="category", autorange="reversed", row=1, col=1)
-    height = max(280, min(900, 140 + 34 * len(b.layers)))
+    height = max(320, min(900, 160 + 40 * len(b.layers)))
     return apply_theme(fig, title=title or f"Neuron {label}: before vs after unlearning", height=height)
 
 

@@ -66,16 +66,19 @@ def recovery_curves(
             if not points:
                 continue
             reference = str(method).lower() in _REFERENCE
+            dash = {"oracle": "dash", "original": "dot"}.get(str(method).lower(), "solid")
             fig.add_trace(go.Scatter(
                 x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
                 name=str(method), legendgroup=str(method), showlegend=col == 1,
-                line={"color": method_color(str(method), i), "dash": "dash" if reference else "solid",
+                line={"color": method_color(str(method), i),
+                      "dash": dash,
                       "width": 2 if reference else 2.5},
                 marker={"size": 5},
                 hovertemplate=f"{method}<br>{x} %{{x}}<br>{y} %{{y:.3f}}<extra></extra>"), row=1, col=col)
         if chance is not None:
+            label = {"annotation_text": "chance", "annotation_position": "bottom right"} if col == 1 else {}
             fig.add_hline(y=chance, line={"color": NEUTRAL, "dash": "dot", "width": 1}, row=1, col=col,
-                          annotation_text="chance" if col == 1 else None, annotation_position="bottom right")
+                          **label)
         fig.update_xaxes(title_text=x.replace("_", " "), row=1, col=col)
     fig.update_yaxes(title_text=y_title, row=1, col=1)
     return apply_theme(fig, title=title or "Recovery of forgotten facts under retraining attacks", height=420)

@@ -40,7 +40,7 @@ HIDE = "#d95f0e"  # D-: negative influence added
 FLAGGED = "#c51b7d"
 NEUTRAL = "#8c8c8c"
 _METHODS = {
-    "original": "#4d4d4d", "oracle": "#1b9e77", "ga": "#e6550d", "gd": "#756bb1",
+    "original": "#111111", "oracle": "#6b6b6b", "ga": "#e6550d", "gd": "#756bb1",
     "npo": "#31a354", "simnpo": "#74c476", "dpo": "#3182bd", "rmu": "#de2d26",
 }
 _CYCLE = ("#e6550d", "#756bb1", "#3182bd", "#31a354", "#de2d26", "#636363", "#e7ba52", "#7b4173")
