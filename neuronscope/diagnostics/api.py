@@ -1,0 +1,291 @@
+"""``diagnose(before, after, facts, control=...)``: erase or hide, and which neurons hide.
+
+Example:
+    >>> diag = diagnose(org.model, unlearned, forget, control=retain, steps=20)   # doctest: +SKIP
+    >>> diag.hide_index, diag.flagged[:1]                                          # doctest: +SKIP
+    (0.83, [FlaggedNeuron(layer=1, neuron=106, ...)])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from neuronscope.diagnostics.deltas import d_minus, summarise
+from neuronscope.diagnostics.diagnosis import Diagnosis
+from neuronscope.diagnostics.null import NullTest, cluster_labels, paired_max_t, two_sample_max_t
+from neuronscope.facts import Fact, FactSet
+from neuronscope.scoring import get_tokenizer, model_context
+from neuronscope.tokenization import encode_text, tokenize
+
+__all__ = ["PERMUTE_BY", "check_compatible", "check_tokenizable", "diagnose"]
+
+PERMUTE_BY = ("fact", "subject", "group")
+_CFG_FIELDS = ("architecture", "original_architecture", "n_layers", "d_mlp", "d_model", "n_heads",
+               "d_vocab", "gated_mlp", "act_fn", "normalization_type", "positional_embedding_type")
+
+
+def _is_attribution(value: Any) -> bool:
+    return hasattr(value, "scores") and hasattr(value, "fact_ids") and hasattr(value, "layers")
+
+
+def _vocab(tokenizer: Any) -> Any:
+    if hasattr(tokenizer, "get_vocab"):
+        return tokenizer.get_vocab()
+    if hasattr(tokenizer, "vocab"):
+        return list(tokenizer.vocab)
+    return None
+
+
+def check_compatible(before: Any, after: Any, *, names: tuple[str, str] = ("before", "after"),
+                     tokenizer: Any = None) -> None:
+    """``ValueError`` naming the first difference in architecture, layer count, widths or
+    tokenizer between two models that should be the same network before and after unlearning."""
+    for name, model in zip(names, (before, after), strict=True):
+        if getattr(model, "cfg", None) is None or not hasattr(model, "hook_dict"):
+            raise ValueError(f"{name} is not a hooked TransformerLens model or a NeuronAttribution "
+                             f"(got {type(model).__name__})")
+    for key in _CFG_FIELDS:
+        a, b = getattr(before.cfg, key, None), getattr(after.cfg, key, None)
+        if a != b:
+            raise ValueError(f"{names[0]} and {names[1]} differ in {key}: {a!r} vs {b!r}; "
+                             "diagnosis compares one network before and after unlearning")
+    native = (type(getattr(before, "original_model", before)).__name__,
+              type(getattr(after, "original_model", after)).__name__)
+    if native[0] != native[1]:
+        raise ValueError(f"{names[0]} and {names[1]} are different architectures: {native[0]} vs {native[1]}")
+    if tokenizer is not None:
+        return
+    tok_a, tok_b = getattr(before, "tokenizer", None), getattr(after, "tokenizer", None)
+    if tok_a is None or tok_b is None:
+        raise ValueError(f"{names[0 if tok_a is None else 1]} carries no tokenizer; pass tokenizer=...")
+    if tok_a is tok_b:
+        return
+    vocab_a, vocab_b = _vocab(tok_a), _vocab(tok_b)
+    if vocab_a is None or vocab_b is None:
+        if len(tok_a) != len(tok_b):
+            raise ValueError(f"tokenizers differ in size: {len(tok_a)} vs {len(tok_b)}")
+        return
+    if vocab_a != vocab_b:
+        size = (len(vocab_a), len(vocab_b))
+        raise ValueError(f"{names[0]} and {names[1]} have different tokenizers (vocabularies of "
+                         f"{size[0]} and {size[1]} tokens that do not map the same); use one tokenizer")
+
+
+def check_tokenizable(model: Any, facts: Sequence[Fact], tokenizer: Any = None, *, name: str = "facts"
+                      ) -> None:
+    """``ValueError`` if a fact does not fit the model's context or holds text the tokenizer
+    cannot represent (unknown words, or characters mapped to the unknown token)."""
+    tok = get_tokenizer(model, tokenizer)
+    try:
+        tokenize(facts, tok, max_length=model_context(model))
+    except ValueError as error:
+        raise ValueError(f"{name}: the model cannot tokenise them: {error}") from error
+    unk = getattr(tok, "unk_token_id", None)
+    unk_text = getattr(tok, "unk_token", None)
+    if unk is None:
+        return
+    for index, fact in enumerate(facts):
+        for text in (fact.prompt, " " + fact.answer.strip()):
+            if unk_text and unk_text in text:
+                continue
+            if int(unk) in encode_text(tok, text):
+                label = fact.id or f"#{index}"
+                raise ValueError(f"{name}: fact {label}: {text.strip()!r} holds characters the tokenizer "
+                                 "maps to its unknown token")
+
+
+def _facts(values: Iterable[Fact] | None, name: str) -> list[Fact] | None:
+    if values is None:
+        return None
+    out = list(values)
+    if not out:
+        raise ValueError(f"{name} is empty")
+    bad = [type(f).__name__ for f in out if not isinstance(f, Fact)]
+    if bad:
+        raise ValueError(f"{name} must hold Fact records, found {bad[0]}")
+    return out
+
+
+def _rows(attr: Any, facts: list[Fact], name: str, offset: int = 0) -> Tensor:
+    """Rows of ``attr`` for ``facts``: by fact id, or by position when facts carry no ids."""
+    ids = FactSet(facts).ids
+    if all(f.id is not None for f in facts):
+        index = {fid: i for i, fid in enumerate(attr.fact_ids)}
+        missing = [fid for fid in ids if fid not in index]
+        if missing:
+            raise ValueError(f"{name}: attribution lacks facts {missing[:3]} ({len(missing)} missing); "
+                             "attribute the target and control facts with the same ids")
+        return attr.scores[[index[fid] for fid in ids]]
+    stop = offset + len(facts)
+    if attr.scores.shape[0] < stop:
+        raise ValueError(f"{name}: facts without ids are matched by position, but the attribution "
+                         f"holds {attr.scores.shape[0]} rows, fewer than {stop}")
+    return attr.scores[offset:stop]
+
+
+def _check_attributions(pairs: Sequence[tuple[str, Any]]) -> None:
+    first_name, first = pairs[0]
+    for name, attr in pairs[1:]:
+        for key in ("method", "target", "steps", "positions"):
+            a, b = getattr(first, key, None), getattr(attr, key, None)
+            if a != b:
+                raise ValueError(f"attributions {first_name} and {name} differ in {key}: {a!r} vs {b!r}")
+        if list(first.layers) != list(attr.layers):
+            raise ValueError(f"attributions {first_name} and {name} cover different layers: "
+                             f"{list(first.layers)} vs {list(attr.layers)}")
+        if first.scores.shape[2] != attr.scores.shape[2]:
+            raise ValueError(f"attributions {first_name} and {name} differ in MLP width: "
+                             f"{first.scores.shape[2]} vs {attr.scores.shape[2]}")
+
+
+def _flatten(values: Tensor) -> Tensor:
+    return values.reshape(values.shape[0], -1)
+
+
+def diagnose(
+    before: Any,
+    after: Any,
+    facts: Iterable[Fact],
+    *,
+    control: Iterable[Fact] | None = None,
+    control_after: Any = None,
+    method: str = "ig",
+    steps: int = 20,
+    target: str = "prob",
+    positions: str = "prompt",
+    layers: Sequence[int] | None = None,
+    alpha: float = 0.01,
+    n_permutations: int = 1000,
+    permute_by: str = "fact",
+    seed: int = 0,
+    attributions: tuple[Any, Any] | None = None,
+    attribute_kwargs: dict | None = None,
+    tokenizer: Any = None,
+    progress: bool = True,
+) -> Diagnosis:
+    """Compare a model before and after unlearning on the target ``facts``.
+
+    ``before`` / ``after`` are models (attributed here with ``method``) or precomputed
+    ``NeuronAttribution`` objects covering ``facts`` and ``control`` (reused as they are;
+    ``attributions=(A_before, A_after)`` does the same). A null is required: ``control``
+    facts (typically the retain facts), and/or ``control_after``, a model fine-tuned from
+    ``before`` for as many steps on unrelated data (or its attribution on ``facts``).
+
+    A neuron is flagged when the max-T permutation test (``neuronscope.diagnostics.null``)
+    finds its D- on the target facts above the null at family-wise error rate ``alpha``;
+    with both nulls, it must pass both. ``permute_by="subject"`` or ``"group"`` permutes
+    whole subjects or groups (for facts that share a subject), else single facts.
+
+    Example:
+        >>> diag = diagnose(org.model, unlearned, forget, control=retain)   # doctest: +SKIP
+        >>> print(diag.summary())                                            # doctest: +SKIP
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha (the family-wise false-positive rate) must be in (0, 1), got {alpha!r}")
+    if permute_by not in PERMUTE_BY:
+        raise ValueError(f"permute_by must be one of {PERMUTE_BY}, got {permute_by!r}")
+    if not isinstance(n_permutations, int) or n_permutations < 1:
+        raise ValueError(f"n_permutations must be a positive integer, got {n_permutations!r}")
+    if n_permutations + 1 < 1 / alpha:
+        raise ValueError(f"n_permutations={n_permutations} cannot reach p-values below alpha={alpha}; "
+                         f"use at least {int(1 / alpha)}")
+    target_facts = _facts(facts, "facts")
+    if target_facts is None:
+        raise ValueError("facts is None")
+    control_facts = _facts(control, "control") if control is not None else None
+    if control_facts is None and control_after is None:
+        raise ValueError("diagnose needs a null: control facts (e.g. the retain facts) and/or "
+                         "control_after (a model fine-tuned on unrelated data)")
+    if attributions is not None:
+        if len(attributions) != 2 or not all(_is_attribution(a) for a in attributions):
+            raise ValueError("attributions must be a pair (before, after) of NeuronAttribution")
+        before_attr, after_attr = attributions
+    else:
+        before_attr = before if _is_attribution(before) else None
+        after_attr = after if _is_attribution(after) else None
+    models = [(name, value) for name, value in (("before", before), ("after", after),
+                                                 ("control_after", control_after))
+              if value is not None and not _is_attribution(value)]
+    if len(models) >= 2:
+        for name, model in models[1:]:
+            check_compatible(models[0][1], model, names=(models[0][0], name), tokenizer=tokenizer)
+    everything = target_facts + (control_facts or [])
+    for _, model in models:
+        check_tokenizable(model, target_facts, tokenizer, name="facts")
+        if control_facts:
+            check_tokenizable(model, control_facts, tokenizer, name="control")
+    options = dict(method=method, steps=steps, target=target, positions=positions, layers=layers,
+                   progress=progress, tokenizer=tokenizer, **(attribute_kwargs or {}))
+
+    def attribution_of(value: Any, given: Any, facts_for: list[Fact]) -> Any:
+        if given is not None:
+            return given
+        from neuronscope.attribution import attribute
+
+        return attribute(value, facts_for, **options)
+
+    before_attr = attribution_of(before, before_attr, everything)
+    after_attr = attribution_of(after, after_attr, everything)
+    null_attr = None
+    if control_after is not None:
+        null_attr = attribution_of(control_after, control_after if _is_attribution(control_after) else None,
+                                   target_facts)
+    pairs = [("before", before_attr), ("after", after_attr)]
+    if null_attr is not None:
+        pairs.append(("control_after", null_attr))
+    _check_attributions(pairs)
+
+    target_before = _rows(before_attr, target_facts, "before")
+    target_after = _rows(after_attr, target_facts, "after")
+    deltas = summarise(target_before, target_after)
+    target_minus = d_minus(target_before, target_after)
+    shape = deltas.d_minus.shape
+
+    tests: dict[str, NullTest] = {}
+    control_mean = null_mean = None
+    if control_facts is not None:
+        control_minus = d_minus(_rows(before_attr, control_facts, "before (control)", len(target_facts)),
+                                _rows(after_attr, control_facts, "after (control)", len(target_facts)))
+        clusters = None
+        if permute_by != "fact":
+            keys = [getattr(f, permute_by) or f"#{i}" for i, f in enumerate(everything)]
+            clusters = cluster_labels(keys)
+        tests["control"] = two_sample_max_t(_flatten(target_minus), _flatten(control_minus),
+                                            n_permutations=n_permutations, seed=seed, clusters=clusters)
+        control_mean = control_minus.mean(0).float()
+    if null_attr is not None:
+        null_minus = d_minus(target_before, _rows(null_attr, target_facts, "control_after"))
+        tests["finetune"] = paired_max_t(_flatten(target_minus), _flatten(null_minus),
+                                         n_permutations=n_permutations, seed=seed)
+        null_mean = null_minus.mean(0).float()
+    p_adjusted = torch.stack([t.p_adjusted for t in tests.values()]).max(0).values.reshape(shape)
+    statistic = next(iter(tests.values())).statistic.reshape(shape)
+    null_names = {"control": f"{len(control_facts or [])} control facts", "finetune": "a control fine-tune"}
+    meta = {
+        "method": before_attr.method, "steps": int(before_attr.steps), "target": before_attr.target,
+        "positions": getattr(before_attr, "positions", positions),
+        "before_model": getattr(before_attr, "model_name", ""),
+        "after_model": getattr(after_attr, "model_name", ""),
+        "n_target": len(target_facts), "n_control": len(control_facts or []),
+        "null": " and ".join(null_names[k] for k in tests),
+        "tests": list(tests),
+        "criterion": ("one-sided max-T permutation test of per-fact D- (target vs "
+                      + " and ".join({"control": "control facts", "finetune": "control fine-tune"}[k]
+                                     for k in tests)
+                      + f"), {n_permutations} permutations by {permute_by}"),
+        "n_permutations": n_permutations, "permute_by": permute_by, "seed": seed,
+        "s0": {k: t.s0 for k, t in tests.items()},
+    }
+    return Diagnosis(
+        d_plus=deltas.d_plus, d_minus=deltas.d_minus, layers=list(before_attr.layers),
+        fact_ids=FactSet(target_facts).ids, fact_d_plus=deltas.fact_d_plus,
+        fact_d_minus=deltas.fact_d_minus, statistic=statistic, p_adjusted=p_adjusted, alpha=alpha,
+        control_d_minus=control_mean, null_d_minus=null_mean,
+        p_control=tests["control"].p_adjusted.reshape(shape) if "control" in tests else None,
+        p_finetune=tests["finetune"].p_adjusted.reshape(shape) if "finetune" in tests else None,
+        meta=meta,
+    )

@@ -1,0 +1,324 @@
+"""``Diagnosis``: erase-vs-hide deltas, calibrated spurious-neuron flags, and the causal test.
+
+Example:
+    >>> diag = ns.diagnose(before, after, forget, control=retain)     # doctest: +SKIP
+    >>> print(diag.summary())                                          # doctest: +SKIP
+    >>> diag.flagged[:3]                                               # doctest: +SKIP
+    [FlaggedNeuron(layer=1, neuron=106, d_minus=0.41, ...), ...]
+    >>> diag.verify(before, after, forget).p_accuracy                  # doctest: +SKIP
+    0.047...
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from neuronscope.diagnostics.deltas import hide_index
+from neuronscope.diagnostics.patching import Verification, verify_neurons
+from neuronscope.facts import Fact
+
+__all__ = ["Diagnosis", "FlaggedNeuron"]
+
+_FORMAT = "neuronscope.Diagnosis/1"
+_TENSORS = ("d_plus", "d_minus", "fact_d_plus", "fact_d_minus", "control_d_minus", "null_d_minus",
+            "statistic", "p_adjusted", "p_control", "p_finetune")
+
+
+@dataclass(frozen=True)
+class FlaggedNeuron:
+    """One flagged neuron: its D- on the target facts against the null, and the test result."""
+
+    layer: int
+    neuron: int
+    d_minus: float
+    d_plus: float
+    null_d_minus: float
+    statistic: float
+    p_adjusted: float
+
+    def __iter__(self):
+        return iter((self.layer, self.neuron))
+
+
+@dataclass
+class Diagnosis:
+    """D+ / D- of every neuron of ``layers`` on the target facts, and the flagged neurons.
+
+    Tensors are ``[layer, neuron]`` (index ``i`` is model layer ``layers[i]``) unless named
+    ``fact_*`` (one value per target fact). ``d_plus`` / ``d_minus`` are means over target
+    facts of the per-fact deltas, not clipped; totals and the hide index clip them at 0.
+    ``control_d_minus`` is the mean D- over control facts; ``null_d_minus`` the mean D- of the
+    control fine-tune on the target facts. ``p_adjusted`` is the family-wise adjusted p-value
+    (the larger of the two tests' when both nulls were used); a neuron is flagged when it is
+    ``<= alpha`` and its D- exceeds the null's.
+    """
+
+    d_plus: Float[Tensor, "layer neuron"]
+    d_minus: Float[Tensor, "layer neuron"]
+    layers: list[int]
+    fact_ids: list[str]
+    fact_d_plus: Float[Tensor, " fact"]
+    fact_d_minus: Float[Tensor, " fact"]
+    statistic: Float[Tensor, "layer neuron"]
+    p_adjusted: Float[Tensor, "layer neuron"]
+    alpha: float
+    control_d_minus: Float[Tensor, "layer neuron"] | None = None
+    null_d_minus: Float[Tensor, "layer neuron"] | None = None
+    p_control: Float[Tensor, "layer neuron"] | None = None
+    p_finetune: Float[Tensor, "layer neuron"] | None = None
+    meta: dict = field(default_factory=dict)
+    verification: Verification | None = None
+
+    def __post_init__(self) -> None:
+        self.layers = [int(layer) for layer in self.layers]
+        self.fact_ids = [str(i) for i in self.fact_ids]
+        shape = tuple(self.d_plus.shape)
+        if len(shape) != 2 or shape[0] != len(self.layers):
+            raise ValueError(f"d_plus must be [layer, neuron] over {len(self.layers)} layers, got {shape}")
+        for name in ("d_minus", "statistic", "p_adjusted", "control_d_minus", "null_d_minus",
+                     "p_control", "p_finetune"):
+            value = getattr(self, name)
+            if value is not None and tuple(value.shape) != shape:
+                raise ValueError(f"{name} has shape {tuple(value.shape)}, expected {shape}")
+        if len(self.fact_d_plus) != len(self.fact_ids) or len(self.fact_d_minus) != len(self.fact_ids):
+            raise ValueError("fact_d_plus / fact_d_minus need one value per fact id")
+
+    # --- totals --------------------------------------------------------------------------
+    @property
+    def n_neurons(self) -> int:
+        return self.d_plus.shape[1]
+
+    @property
+    def d_plus_total(self) -> float:
+        """Sum over neurons of D+ clipped at 0."""
+        return float(self.d_plus.clamp(min=0).double().sum())
+
+    @property
+    def d_minus_total(self) -> float:
+        """Sum over neurons of D- clipped at 0."""
+        return float(self.d_minus.clamp(min=0).double().sum())
+
+    @property
+    def hide_index(self) -> float:
+        """sum D- / (sum D+ + sum D-): near 1 hides, near 0 erases."""
+        return hide_index(self.d_plus, self.d_minus)
+
+    def per_layer(self) -> dict[int, dict[str, float]]:
+        """Per model layer: clipped sums of D+ and D-, hide index, number flagged."""
+        flagged = self.flag_mask
+        return {layer: {"d_plus": float(self.d_plus[i].clamp(min=0).double().sum()),
+                        "d_minus": float(self.d_minus[i].clamp(min=0).double().sum()),
+                        "hide_index": hide_index(self.d_plus[i], self.d_minus[i]),
+                        "flagged": int(flagged[i].sum())}
+                for i, layer in enumerate(self.layers)}
+
+    def per_fact(self) -> dict[str, dict[str, float]]:
+        """Per target fact: sums over neurons of the clipped per-fact D+ and D-, hide index."""
+        out = {}
+        for fid, plus, minus in zip(self.fact_ids, self.fact_d_plus.tolist(), self.fact_d_minus.tolist(),
+                                    strict=True):
+            total = plus + minus
+            out[fid] = {"d_plus": plus, "d_minus": minus,
+                        "hide_index": minus / total if total > 0 else float("nan")}
+        return out
+
+    # --- flags ---------------------------------------------------------------------------
+    @property
+    def flag_mask(self) -> torch.Tensor:
+        """Boolean [layer, neuron]: adjusted p <= alpha and D- above the null's mean."""
+        null = self.control_d_minus if self.control_d_minus is not None else self.null_d_minus
+        above = self.d_minus > (null if null is not None else 0)
+        if self.control_d_minus is not None and self.null_d_minus is not None:
+            above &= self.d_minus > self.null_d_minus
+        return (self.p_adjusted <= self.alpha) & above
+
+    @property
+    def flagged(self) -> list[FlaggedNeuron]:
+        """Flagged neurons ranked by the test statistic (strongest first)."""
+        index = torch.nonzero(self.flag_mask)
+        null = self.control_d_minus if self.control_d_minus is not None else self.null_d_minus
+        rows = []
+        for i, n in index.tolist():
+            rows.append(FlaggedNeuron(
+                layer=self.layers[i], neuron=n, d_minus=float(self.d_minus[i, n]),
+                d_plus=float(self.d_plus[i, n]),
+                null_d_minus=float(null[i, n]) if null is not None else 0.0,
+                statistic=float(self.statistic[i, n]), p_adjusted=float(self.p_adjusted[i, n])))
+        return sorted(rows, key=lambda r: (-r.statistic, r.layer, r.neuron))
+
+    def top(self, k: int = 10, by: str = "d_minus") -> list[tuple[int, int, float]]:
+        """The ``k`` neurons with the largest ``by`` (``d_minus``, ``d_plus`` or ``statistic``),
+        flagged or not, as (layer, neuron, value)."""
+        if by not in ("d_minus", "d_plus", "statistic"):
+            raise ValueError(f"by must be 'd_minus', 'd_plus' or 'statistic', got {by!r}")
+        values = getattr(self, by).flatten()
+        order = values.argsort(descending=True)[:k]
+        width = self.n_neurons
+        return [(self.layers[int(j) // width], int(j) % width, float(values[j])) for j in order]
+
+    # --- the causal test -----------------------------------------------------------------
+    def verify(
+        self,
+        before_model: Any,
+        after_model: Any,
+        facts: Iterable[Fact],
+        *,
+        n_random: int = 20,
+        seed: int = 0,
+        restore: str = "original",
+        control: Iterable[Fact] | None = None,
+        neurons: Sequence[tuple[int, int]] | None = None,
+        tokenizer: Any = None,
+    ) -> Verification:
+        """Restore the flagged neurons (or ``neurons``) in the unlearned model and measure the
+        rebound of forget accuracy and probability against ``n_random`` random neuron sets of
+        the same size per layer; also patch them into the original model (suppression).
+
+        ``restore="original"``: set the neurons, at the attributed positions, to the original
+        model's activations; ``"control_mean"``: to their mean over ``control`` facts in the
+        unlearned model. The result is also kept in ``self.verification``.
+        """
+        chosen = [tuple(n) for n in neurons] if neurons is not None else [(f.layer, f.neuron)
+                                                                         for f in self.flagged]
+        if not chosen:
+            raise ValueError("no neurons were flagged; pass neurons=[(layer, neuron), ...] to test others")
+        positions = self.meta.get("positions", "prompt")
+        result = verify_neurons(before_model, after_model, facts, chosen, n_random=n_random, seed=seed,
+                                restore=restore, control=control, positions=positions,
+                                tokenizer=tokenizer)
+        self.verification = result
+        return result
+
+    # --- export --------------------------------------------------------------------------
+    def to_pandas(self, kind: str = "neurons") -> Any:
+        """A DataFrame: ``"neurons"`` (one row per neuron), ``"layers"`` or ``"facts"``."""
+        import pandas as pd
+
+        if kind == "layers":
+            return pd.DataFrame([{"layer": k, **v} for k, v in self.per_layer().items()])
+        if kind == "facts":
+            return pd.DataFrame([{"fact_id": k, **v} for k, v in self.per_fact().items()])
+        if kind != "neurons":
+            raise ValueError(f"kind must be 'neurons', 'layers' or 'facts', got {kind!r}")
+        n_layers, width = self.d_plus.shape
+        frame = {
+            "layer": torch.tensor(self.layers).repeat_interleave(width).numpy(),
+            "neuron": torch.arange(width).repeat(n_layers).numpy(),
+            "d_plus": self.d_plus.flatten().numpy(),
+            "d_minus": self.d_minus.flatten().numpy(),
+        }
+        for name in ("control_d_minus", "null_d_minus", "statistic", "p_adjusted", "p_control",
+                     "p_finetune"):
+            value = getattr(self, name)
+            if value is not None:
+                frame[name] = value.flatten().numpy()
+        frame["flagged"] = self.flag_mask.flatten().numpy()
+        return pd.DataFrame(frame)
+
+    def summary(self, k: int = 10) -> str:
+        """A plain-text report: totals, per layer, the criterion, the top flagged neurons."""
+        meta = self.meta
+        lines = [
+            f"Diagnosis of {len(self.fact_ids)} target facts vs {meta.get('null', 'a null')} "
+            f"(attribution {meta.get('method', '?')}, {meta.get('steps', '?')} steps, "
+            f"target {meta.get('target', '?')})",
+            f"  sum D+ {self.d_plus_total:.4g}   sum D- {self.d_minus_total:.4g}   "
+            f"hide index {self.hide_index:.3f}  ({_verdict(self.hide_index)})",
+            f"  {'layer':>5} {'sum D+':>10} {'sum D-':>10} {'hide':>6} {'flagged':>8}",
+        ]
+        for layer, row in self.per_layer().items():
+            lines.append(f"  {layer:>5} {row['d_plus']:>10.4g} {row['d_minus']:>10.4g} "
+                         f"{row['hide_index']:>6.3f} {row['flagged']:>8}")
+        flagged = self.flagged
+        lines.append(f"  criterion: {meta.get('criterion', 'max-T permutation test')}; "
+                     f"family-wise error rate alpha = {self.alpha:g}")
+        lines.append(f"  flagged spurious neurons: {len(flagged)} of {self.d_plus.numel()}")
+        if flagged:
+            lines.append(f"  {'layer':>5} {'neuron':>7} {'D-':>10} {'null D-':>10} {'t':>8} {'p_adj':>7}")
+            for row in flagged[:k]:
+                lines.append(f"  {row.layer:>5} {row.neuron:>7} {row.d_minus:>10.4g} "
+                             f"{row.null_d_minus:>10.4g} {row.statistic:>8.2f} {row.p_adjusted:>7.4f}")
+            if len(flagged) > k:
+                lines.append(f"  ... and {len(flagged) - k} more")
+        if self.verification is not None:
+            lines.append(self.verification.summary())
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"Diagnosis({len(self.fact_ids)} facts, layers {self.layers}, "
+                f"{self.n_neurons} neurons/layer, sum D+ {self.d_plus_total:.4g}, "
+                f"sum D- {self.d_minus_total:.4g}, hide index {self.hide_index:.3f}, "
+                f"{int(self.flag_mask.sum())} flagged at alpha={self.alpha:g})")
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{r.layer}</td><td>{r.neuron}</td><td>{r.d_minus:.4g}</td><td>{r.null_d_minus:.4g}</td>"
+            f"<td>{r.statistic:.2f}</td><td>{r.p_adjusted:.4f}</td></tr>" for r in self.flagged[:10])
+        table = (f"<table><tr><th>layer</th><th>neuron</th><th>D-</th><th>null D-</th><th>t</th>"
+                 f"<th>p adj</th></tr>{rows}</table>" if rows else "<p>no neuron flagged</p>")
+        return (f"<div><b>Diagnosis</b> &mdash; {len(self.fact_ids)} facts, "
+                f"sum D+ {self.d_plus_total:.4g}, sum D- {self.d_minus_total:.4g}, "
+                f"hide index <b>{self.hide_index:.3f}</b> ({html.escape(_verdict(self.hide_index))}); "
+                f"{int(self.flag_mask.sum())} flagged at FWER {self.alpha:g}{table}</div>")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write everything (tensors, metadata, verification) to one file, atomically."""
+        path = Path(path)
+        payload = {
+            "format": _FORMAT,
+            "tensors": {name: getattr(self, name) for name in _TENSORS if getattr(self, name) is not None},
+            "json": json.dumps({
+                "layers": self.layers, "fact_ids": self.fact_ids, "alpha": self.alpha, "meta": self.meta,
+                "verification": self.verification.to_dict() if self.verification is not None else None,
+            }),
+        }
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Diagnosis:
+        """Read a file written by :meth:`save`."""
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a saved neuronscope Diagnosis")
+        record = json.loads(payload["json"])
+        verification = record.pop("verification")
+        return cls(**payload["tensors"], **record,
+                   verification=Verification.from_dict(verification) if verification else None)
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary: totals, per layer, flagged neurons, metadata."""
+        return {"hide_index": self.hide_index, "d_plus_total": self.d_plus_total,
+                "d_minus_total": self.d_minus_total, "alpha": self.alpha,
+                "per_layer": {str(k): v for k, v in self.per_layer().items()},
+                "flagged": [asdict(f) for f in self.flagged], "meta": self.meta,
+                "verification": self.verification.to_dict() if self.verification is not None else None}
+
+
+def _verdict(index: float) -> str:
+    if index != index:  # NaN
+        return "no change"
+    if index >= 0.6:
+        return "mostly hidden"
+    if index <= 0.4:
+        return "mostly erased"
+    return "mixed"
