@@ -99,7 +99,7 @@ def save_hf_model(folder, shape: str = "gpt2", seed: int = 0):
     vocab = len(tokenizer)
     if shape == "gpt2":
         model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=vocab,
-                                           n_positions=128))
+                                           n_positions=128, bos_token_id=0, eos_token_id=0))
     elif shape == "llama":
         model = LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, hidden_size=32,
                                              intermediate_size=64, num_attention_heads=4,

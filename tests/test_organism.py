@@ -1,0 +1,85 @@
+"""The model organism: memorisation, the oracle, the disk cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import neuronscope as ns
+from neuronscope.organism import SIZES
+
+
+def test_organism_memorises_its_facts(tiny_org, tiny_world):
+    assert tiny_org.record["reached_target"]
+    assert ns.accuracy(tiny_org.model, tiny_world.facts) >= 0.99
+    model, tokenizer, record = tiny_org
+    assert tokenizer is tiny_world.tokenizer and model.tokenizer is tokenizer
+    assert record["n_facts"] == len(tiny_world.facts)
+    assert model.cfg.n_layers == SIZES["tiny"].n_layers
+
+
+def test_oracle_is_at_chance_on_forget_facts(tiny_oracle, tiny_org, forget_retain, tiny_world):
+    forget, retain = forget_retain
+    assert tiny_oracle.record["n_facts"] == len(tiny_world.facts) - len(forget)
+    oracle_forget = ns.accuracy(tiny_oracle.model, forget)
+    assert ns.accuracy(tiny_oracle.model, retain) >= 0.99
+    # Chance: the most common value of each relation. Allow sampling noise on 60 facts.
+    assert oracle_forget <= tiny_world.chance(forget) + 0.15
+    assert ns.accuracy(tiny_org.model, forget) >= 0.99
+    # The oracle puts far less probability on the forget answers than the original.
+    assert (ns.answer_logprob(tiny_oracle.model, forget).mean()
+            < ns.answer_logprob(tiny_org.model, forget).mean() - 2.0)
+
+
+def test_second_call_reuses_cache_with_identical_weights(tiny_org, tiny_world, cache_folder):
+    again = ns.organism(tiny_world, size="tiny", seed=0, cache=cache_folder, progress=False)
+    assert again.record["cached"] is True
+    assert again.path == tiny_org.path
+    first, second = tiny_org.model.state_dict(), again.model.state_dict()
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_corrupted_cache_is_rebuilt(tiny_world, tmp_path):
+    small_world = ns.FactWorld.synthetic(n_people=20, seed=5)
+    built = ns.organism(small_world, size="tiny", seed=1, cache=tmp_path, progress=False)
+    path = built.path
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a partial write
+    rebuilt = ns.organism(small_world, size="tiny", seed=1, cache=tmp_path, progress=False)
+    assert rebuilt.record["cached"] is False
+    assert path.stat().st_size == len(data)
+    # A file whose bytes were flipped inside a tensor fails its digest and is rebuilt too.
+    payload = torch.load(path, weights_only=True)
+    name = next(iter(payload["state_dict"]))
+    payload["state_dict"][name] = payload["state_dict"][name] + 1.0
+    torch.save(payload, path)
+    again = ns.organism(small_world, size="tiny", seed=1, cache=tmp_path, progress=False)
+    assert again.record["cached"] is False
+    assert not list(tmp_path.glob(".*.tmp"))
+    final = ns.organism(small_world, size="tiny", seed=1, cache=tmp_path, progress=False)
+    assert final.record["cached"] is True
+
+
+def test_cache_key_hashes_settings(tiny_world, tmp_path):
+    a = ns.organism(ns.FactWorld.synthetic(n_people=20, seed=5), size="tiny", seed=1,
+                    cache=tmp_path, progress=False)
+    b = ns.organism(ns.FactWorld.synthetic(n_people=20, seed=5), size="tiny", seed=2,
+                    cache=tmp_path, progress=False)
+    assert a.path != b.path
+    assert not torch.equal(a.model.state_dict()["embed.weight"], b.model.state_dict()["embed.weight"])
+
+
+def test_cache_folder_from_environment(monkeypatch, tmp_path):
+    from neuronscope.organism import cache_dir
+
+    monkeypatch.setenv("NEURONSCOPE_CACHE", str(tmp_path / "here"))
+    assert cache_dir() == tmp_path / "here"
+
+
+def test_organism_bad_input(tiny_world):
+    with pytest.raises(ValueError, match="size must be one of"):
+        ns.organism(tiny_world, size="huge")
+    stranger = ns.FactSet([ns.Fact("Nobody was born in the city of", "Varno", id="x")])
+    with pytest.raises(ValueError, match="not in the world"):
+        ns.organism(tiny_world, size="tiny", exclude=stranger)
