@@ -31,7 +31,7 @@ def test_jsonl_reports_bad_line(tmp_path):
     path.write_text('{"prompt": "a", "answer": "b"}\n{"prompt": "a"}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl:2"):
         FactSet.from_jsonl(path)
-    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.jsonl"):
         FactSet.from_jsonl(tmp_path / "missing.jsonl")
 
 

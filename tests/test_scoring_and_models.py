@@ -62,21 +62,21 @@ def test_local_checkpoints_load_and_mlp_hooks_fire(hf_folders, shape):
 
 
 def test_load_model_bad_folders(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"does not exist"):
         ns.load_model(tmp_path / "nowhere")
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="no tokenizer"):
         ns.load_model(tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ValueError, match="no config.json"):
+    with pytest.raises(ValueError, match=r"no config\.json"):
         ns.load_model(empty)
 
 
 def test_prompt_longer_than_context_rejected(hf_folders):
     model = ns.load_model(hf_folders["gpt2"])
     long_fact = ns.Fact("a" * 200, "b", id="too-long")
-    with pytest.raises(ValueError, match="too-long.*context of 128"):
+    with pytest.raises(ValueError, match=r"too-long.*context of 128"):
         ns.answer_logprob(model, [long_fact])
 
 

@@ -36,7 +36,7 @@ def test_world_is_seeded_and_complete():
 def test_multi_token_answer_span_is_exact():
     world = ns.FactWorld.synthetic(n_people=50, seed=0)
     multi = [f for f in world.facts if len(f.answer.split()) > 1][:4]
-    facts = multi + [world.facts[0]]
+    facts = [*multi, world.facts[0]]
     batch = ns.tokenize(facts, world.tokenizer)
     tok = world.tokenizer
     for row, fact in enumerate(facts):
