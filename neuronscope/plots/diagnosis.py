@@ -64,9 +64,11 @@ def diagnosis_parts(diagnosis: Any, layers: Sequence[int] | None = None
         flagged = diagnosis[2] if len(diagnosis) == 3 else None
     elif hasattr(diagnosis, "d_plus") and hasattr(diagnosis, "d_minus"):
         d_plus, d_minus = diagnosis.d_plus, diagnosis.d_minus
-        flagged = getattr(diagnosis, "flagged_mask", None)
-        if flagged is None:
-            flagged = getattr(diagnosis, "flagged", None)
+        flagged = None
+        for name in ("flag_mask", "flagged_mask", "flagged"):
+            flagged = getattr(diagnosis, name, None)
+            if flagged is not None:
+                break
         if layers is None and getattr(diagnosis, "layers", None) is not None:
             layers = list(diagnosis.layers)
     else:
@@ -92,7 +94,8 @@ def d_per_layer(diagnosis: Any, *, layers: Sequence[int] | None = None, title: s
                 ) -> go.Figure:
     """Total D+ (erased) and D- (hidden) per layer as grouped bars.
 
-    Per-neuron values are clipped at 0 and summed over the neurons of each layer.
+    Uses ``Diagnosis.per_layer()`` when given a ``Diagnosis``; for a ``(d_plus, d_minus)``
+    tuple, per-neuron values are clipped at 0 and summed over the neurons of each layer.
 
     Example:
         >>> import torch
@@ -102,10 +105,16 @@ def d_per_layer(diagnosis: Any, *, layers: Sequence[int] | None = None, title: s
     """
     plus, minus, _, layers = diagnosis_parts(diagnosis, layers)
     names = [str(layer) for layer in layers]
+    summary = diagnosis.per_layer() if callable(getattr(diagnosis, "per_layer", None)) else None
+    if summary is not None and list(summary) == layers:
+        erased = np.array([summary[layer]["d_plus"] for layer in layers])
+        hidden = np.array([summary[layer]["d_minus"] for layer in layers])
+    else:
+        erased, hidden = np.clip(plus, 0, None).sum(axis=1), np.clip(minus, 0, None).sum(axis=1)
     fig = go.Figure([
-        go.Bar(x=names, y=np.clip(plus, 0, None).sum(axis=1), name="D+ (positive influence removed: erase)",
+        go.Bar(x=names, y=erased, name="D+ (positive influence removed: erase)",
                marker_color=ERASE, hovertemplate="layer %{x}<br>sum D+ %{y:.4g}<extra></extra>"),
-        go.Bar(x=names, y=np.clip(minus, 0, None).sum(axis=1), name="D− (negative influence added: hide)",
+        go.Bar(x=names, y=hidden, name="D− (negative influence added: hide)",
                marker_color=HIDE, hovertemplate="layer %{x}<br>sum D− %{y:.4g}<extra></extra>"),
     ])
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
