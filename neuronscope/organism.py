@@ -37,7 +37,7 @@ from neuronscope.world import FactWorld
 
 __all__ = ["SIZES", "Organism", "OrganismRecipe", "cache_dir", "organism"]
 
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -265,7 +265,8 @@ def organism(
     recipe = SIZES[size]
     exclude_set = FactSet(exclude) if exclude is not None else None
     if exclude_set is not None:
-        unknown = [f.id or f.prompt for f in exclude_set if f not in set(world.facts)]
+        known = set(world.facts)
+        unknown = [f.id or f.prompt for f in exclude_set if f not in known]
         if unknown:
             raise ValueError(f"exclude holds facts that are not in the world: {unknown[:3]}")
     facts, benign = _training_facts(world, recipe, seed, exclude_set)
