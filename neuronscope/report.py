@@ -26,7 +26,7 @@ from typing import Any
 
 from neuronscope._version import __version__
 
-__all__ = ["report"]
+__all__ = ["report", "report_path"]
 
 _CSS = """
 body { font-family: Inter, 'Helvetica Neue', Arial, sans-serif; color: #222; margin: 0; background: #f6f7f9; }
@@ -124,21 +124,29 @@ def _items(sections: Any) -> list[tuple[str, Any]]:
                      f"got {type(sections).__name__}")
 
 
-def _target(path: str | os.PathLike) -> Path:
-    """The report file: ``path`` itself, or ``path/report.html`` for an existing folder."""
+def report_path(path: str | os.PathLike) -> Path:
+    """The report file for ``path`` (itself, or ``path/report.html`` for an existing folder),
+    with its folder created; a ``ValueError`` when it cannot be written there.
+
+    Example:
+        >>> report_path("/proc/version/report.html")
+        Traceback (most recent call last):
+        ...
+        ValueError: the report folder '/proc/version' exists and is not a folder
+    """
     path = Path(path).expanduser()
     if path.is_dir():
         path = path / "report.html"
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"report path {str(path)!r} should end in .html (or be an existing folder)")
     folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"the report folder {str(folder)!r} exists and is not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         reason = error.strerror or error
         raise ValueError(f"cannot create the report folder {str(folder)!r}: {reason}") from error
-    if not folder.is_dir():
-        raise ValueError(f"the report folder {str(folder)!r} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"the report folder {str(folder)!r} is not writable")
     return path
@@ -165,7 +173,7 @@ def report(
     """
     from plotly.offline import get_plotlyjs
 
-    target = _target(path)
+    target = report_path(path)
     items = _items(sections)
     if settings is not None and not isinstance(settings, Mapping):
         raise ValueError(f"settings must be a dict, got {type(settings).__name__}")
