@@ -23,7 +23,7 @@ from neuronscope.tokenization import encode_text, tokenize
 
 __all__ = ["PERMUTE_BY", "check_compatible", "check_tokenizable", "diagnose"]
 
-PERMUTE_BY = ("fact", "subject", "group")
+PERMUTE_BY = ("auto", "fact", "subject", "group")
 _CFG_FIELDS = ("architecture", "original_architecture", "n_layers", "d_mlp", "d_model", "n_heads",
                "d_vocab", "gated_mlp", "act_fn", "normalization_type", "positional_embedding_type")
 
@@ -142,6 +142,19 @@ def _check_attributions(pairs: Sequence[tuple[str, Any]]) -> None:
                              f"{first.scores.shape[2]} vs {attr.scores.shape[2]}")
 
 
+def _resolve_permute_by(permute_by: str, target: list[Fact], control: list[Fact]) -> str:
+    """``auto``: subjects when they do not straddle target and control, else single facts."""
+    if permute_by != "auto":
+        return permute_by
+    if not control:
+        return "subject" if all(f.subject for f in target) else "fact"
+    target_subjects = {f.subject for f in target if f.subject}
+    control_subjects = {f.subject for f in control if f.subject}
+    if target_subjects and control_subjects and not target_subjects & control_subjects:
+        return "subject"
+    return "fact"
+
+
 def _flatten(values: Tensor) -> Tensor:
     return values.reshape(values.shape[0], -1)
 
@@ -160,7 +173,7 @@ def diagnose(
     layers: Sequence[int] | None = None,
     alpha: float = 0.01,
     n_permutations: int = 1000,
-    permute_by: str = "fact",
+    permute_by: str = "auto",
     seed: int = 0,
     attributions: tuple[Any, Any] | None = None,
     attribute_kwargs: dict | None = None,
@@ -177,8 +190,9 @@ def diagnose(
 
     A neuron is flagged when the max-T permutation test (``neuronscope.diagnostics.null``)
     finds its D- on the target facts above the null at family-wise error rate ``alpha``;
-    with both nulls, it must pass both. ``permute_by="subject"`` or ``"group"`` permutes
-    whole subjects or groups (for facts that share a subject), else single facts.
+    with both nulls, it must pass both. Facts about one subject are not independent, so
+    ``permute_by="auto"`` permutes whole subjects when every subject is wholly target or wholly
+    control (else single facts); ``"fact"``, ``"subject"`` or ``"group"`` force a choice.
 
     Example:
         >>> diag = diagnose(org.model, unlearned, forget, control=retain)   # doctest: +SKIP
@@ -247,20 +261,21 @@ def diagnose(
 
     tests: dict[str, NullTest] = {}
     control_mean = null_mean = None
+    permute_by = _resolve_permute_by(permute_by, target_facts, control_facts or [])
+    clusters = None
+    if permute_by != "fact":
+        clusters = cluster_labels([getattr(f, permute_by) or f"#{i}" for i, f in enumerate(everything)])
     if control_facts is not None:
         control_minus = d_minus(_rows(before_attr, control_facts, "before (control)", len(target_facts)),
                                 _rows(after_attr, control_facts, "after (control)", len(target_facts)))
-        clusters = None
-        if permute_by != "fact":
-            keys = [getattr(f, permute_by) or f"#{i}" for i, f in enumerate(everything)]
-            clusters = cluster_labels(keys)
         tests["control"] = two_sample_max_t(_flatten(target_minus), _flatten(control_minus),
                                             n_permutations=n_permutations, seed=seed, clusters=clusters)
         control_mean = control_minus.mean(0).float()
     if null_attr is not None:
         null_minus = d_minus(target_before, _rows(null_attr, target_facts, "control_after"))
-        tests["finetune"] = paired_max_t(_flatten(target_minus), _flatten(null_minus),
-                                         n_permutations=n_permutations, seed=seed)
+        tests["finetune"] = paired_max_t(
+            _flatten(target_minus), _flatten(null_minus), n_permutations=n_permutations, seed=seed,
+            clusters=clusters[: len(target_facts)] if clusters is not None else None)
         null_mean = null_minus.mean(0).float()
     p_adjusted = torch.stack([t.p_adjusted for t in tests.values()]).max(0).values.reshape(shape)
     statistic = next(iter(tests.values())).statistic.reshape(shape)

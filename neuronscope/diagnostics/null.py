@@ -202,8 +202,11 @@ def paired_max_t(
     *,
     n_permutations: int = 1000,
     seed: int = 0,
+    clusters: Tensor | None = None,
 ) -> NullTest:
     """One-sided sign-flip max-T test that ``target - null`` (paired by fact) is positive.
+
+    ``clusters`` (one integer per fact) flips the signs of whole clusters (subjects) at once.
 
     Example:
         >>> t = paired_max_t(torch.ones(8, 2) + 0.1 * torch.arange(8.)[:, None], torch.zeros(8, 2))
@@ -229,12 +232,21 @@ def paired_max_t(
 
     stat = stats(torch.ones(1, n, dtype=torch.float64))[0]
     generator = torch.Generator().manual_seed(seed)
+    ids = None
+    if clusters is not None:
+        clusters = torch.as_tensor(clusters, dtype=torch.long)
+        if clusters.shape != (n,):
+            raise ValueError(f"clusters must hold one id per fact ({n}), got {tuple(clusters.shape)}")
+        ids = torch.unique(clusters, return_inverse=True)[1]
     exceed = torch.zeros_like(stat)
     maxima = []
     chunk = max(1, _CHUNK_ELEMENTS // max(1, diff.shape[1]))
     for start in range(0, n_permutations, chunk):
         size = min(chunk, n_permutations - start)
-        signs = torch.randint(0, 2, (size, n), generator=generator).double() * 2 - 1
+        width = n if ids is None else int(ids.max()) + 1
+        signs = torch.randint(0, 2, (size, width), generator=generator).double() * 2 - 1
+        if ids is not None:
+            signs = signs[:, ids]
         perm_stat = stats(signs)
         exceed += (perm_stat >= stat - 1e-12).sum(0)
         maxima.append(perm_stat.max(1).values)
