@@ -103,7 +103,7 @@ def _render(value: Any, figure_count: list[int]) -> str:
                             config={"displaylogo": False, "responsive": True})
         return f'<div class="figure">{div}</div>'
     if isinstance(value, Mapping):
-        return _table_html([{"setting": k, "value": v} for k, v in value.items()])
+        return _table_html([{"setting": str(k), "value": str(v)} for k, v in value.items()])
     rows = _rows(value)
     if rows is not None:
         return _table_html(rows)

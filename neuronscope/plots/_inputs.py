@@ -15,6 +15,10 @@ import numpy as np
 __all__ = ["NeuronValues", "as_array", "check_choice", "neuron_values", "records"]
 
 
+METHOD_LABELS = {"ig": "IG attribution", "grad_x_act": "act × grad attribution",
+                 "param_x_grad": "param × grad attribution"}
+
+
 def as_array(value: Any, name: str, ndim: int | tuple[int, ...]) -> np.ndarray:
     """``value`` (tensor, array or nested list) as a float numpy array of ``ndim`` dimensions."""
     if hasattr(value, "detach"):
@@ -63,7 +67,8 @@ def neuron_values(value: Any, name: str = "values", layers: Sequence[int] | None
         per_fact = as_array(value.scores, f"{name}.scores", 3)
         layers = list(value.layers) if layers is None else layers
         fact_ids = list(value.fact_ids) if fact_ids is None else fact_ids
-        label = f"{getattr(value, 'method', 'attribution')}"
+        method = str(getattr(value, "method", ""))
+        label = METHOD_LABELS.get(method, f"{method} attribution" if method else "attribution")
     elif isinstance(value, (Mapping, str)) or not (hasattr(value, "__len__") or hasattr(value, "shape")):
         raise ValueError(
             f"{name} must be a NeuronAttribution or a [layer, neuron] / [fact, layer, neuron] tensor, "

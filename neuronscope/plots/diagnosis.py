@@ -120,7 +120,7 @@ def d_per_layer(diagnosis: Any, *, layers: Sequence[int] | None = None, title: s
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0})
     fig.update_xaxes(title_text="layer", type="category")
     fig.update_yaxes(title_text="sum over neurons (clipped at 0)")
-    return apply_theme(fig, title=title or "Erase (D+) or hide (D−), per layer", height=380)
+    return apply_theme(fig, title=title or "Erase (D+) or hide (D−), per layer", height=340)
 
 
 def d_scatter(diagnosis: Any, *, layers: Sequence[int] | None = None, title: str | None = None,
@@ -155,10 +155,9 @@ def d_scatter(diagnosis: Any, *, layers: Sequence[int] | None = None, title: str
         marker={"color": FLAGGED, "size": 10, "symbol": "x", "line": {"width": 1}},
         customdata=np.stack([fl, fn], axis=-1), hovertemplate=hover))
     fig = go.Figure(traces)
-    finite = np.concatenate([plus.ravel(), minus.ravel()])
-    low, high = float(finite.min()), float(finite.max())
-    fig.add_shape(type="line", x0=low, y0=low, x1=high, y1=high,
+    high = max(float(np.concatenate([plus.ravel(), minus.ravel()]).max()), 0.0)
+    fig.add_shape(type="line", x0=0, y0=0, x1=high, y1=high,  # D- = D+: above it, hiding dominates
                   line={"color": "#999", "dash": "dot", "width": 1})
     fig.update_xaxes(title_text="D+  (positive influence removed: erase)", zeroline=True)
     fig.update_yaxes(title_text="D−  (negative influence added: hide)", zeroline=True)
-    return apply_theme(fig, title=title or "D+ against D− per neuron", height=480)
+    return apply_theme(fig, title=title or "D+ against D− per neuron", height=440)

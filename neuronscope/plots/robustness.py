@@ -59,6 +59,8 @@ def recovery_curves(
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=[str(p) for p in panels] if facet else None)
     methods = _unique(r[color] for r in rows)
+    methods = [m for m in methods if str(m).lower() not in _REFERENCE] + [
+        m for m in methods if str(m).lower() in _REFERENCE]  # references last in the legend
     for col, panel in enumerate(panels, start=1):
         for i, method in enumerate(methods):
             points = sorted(((r[x], r[y]) for r in rows if r[color] == method

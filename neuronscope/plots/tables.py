@@ -41,7 +41,7 @@ def table(rows: Any, *, title: str | None = None, columns: Sequence[str] | None 
     columns = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
     cells = [[_fmt(r.get(c, "")) for r in rows] for c in columns]
     fig = go.Figure(go.Table(header=dict(values=columns, **_HEADER), cells=dict(values=cells, **_CELLS)))
-    height = min(900, 90 + 26 * (len(rows) + 1) + (40 if title else 0))
+    height = min(900, 50 + 25 * (len(rows) + 1) + (40 if title else 0))
     return apply_theme(fig, title=title, height=height)
 
 
@@ -76,6 +76,6 @@ def top_table(values: Any, k: int = 10, *, sign: str = "abs", layers: Sequence[i
     fig = go.Figure(go.Table(header=dict(values=list(columns), **_HEADER),
                              cells=dict(values=list(columns.values()), **_CELLS),
                              columnwidth=[0.5, 0.6, 0.7, 1.2, 4][: len(columns)]))
-    height = min(900, 110 + 26 * (len(best) + 1))
+    height = min(900, 75 + 25 * (len(best) + 1) + 30)
     title = title or f"Top {len(best)} neurons by {sign} mean {nv.label}"
     return apply_theme(fig, title=title, height=height)
