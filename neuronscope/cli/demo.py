@@ -70,7 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "(with the oracle) and a self-contained report.html.")
     parser.add_argument("--out", type=Path, default=Path("neuronscope-demo"),
                         help="output folder for report.html (default: ./neuronscope-demo)")
-    parser.add_argument("--fast", dest="preset", action="store_const", const="fast",
+    parser.add_argument("--fast", dest="preset", action="store_const", const="fast", default="full",
                         help="the faster preset: a smaller world and the tiny organism")
     parser.add_argument("--preset", dest="preset", choices=sorted(PRESETS), default="full",
                         help="settings preset (default: full)")
