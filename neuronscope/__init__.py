@@ -2,6 +2,7 @@
 
 from neuronscope import plots
 from neuronscope._version import __version__
+from neuronscope.attribution import NeuronAttribution, attribute
 from neuronscope.facts import Fact, FactSet
 from neuronscope.models import copy_model, load_model
 from neuronscope.organism import Organism, organism
@@ -15,11 +16,13 @@ __all__ = [
     "FactBatch",
     "FactSet",
     "FactWorld",
+    "NeuronAttribution",
     "Organism",
     "WordTokenizer",
     "__version__",
     "accuracy",
     "answer_logprob",
+    "attribute",
     "copy_model",
     "load_model",
     "organism",

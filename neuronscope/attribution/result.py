@@ -1,0 +1,212 @@
+"""``NeuronAttribution``: per-fact, per-neuron attribution scores plus how they were made.
+
+Example:
+    >>> import torch
+    >>> attr = NeuronAttribution(scores=torch.tensor([[[1.0, -2.0]], [[3.0, 0.0]]]), layers=[0],
+    ...                          fact_ids=["a", "b"], method="ig", steps=20, target="prob")
+    >>> attr.mean().tolist()
+    [[2.0, -1.0]]
+    >>> attr.top(1)
+    [(0, 0, 2.0)]
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+__all__ = ["NeuronAttribution"]
+
+_FORMAT = "neuronscope.NeuronAttribution/1"
+_TENSORS = ("scores", "convergence_delta", "target_input", "target_baseline", "position_scores",
+            "position_mask")
+
+
+@dataclass
+class NeuronAttribution:
+    """Attribution of each fact's target to each MLP neuron of each attributed layer.
+
+    ``scores[f, i, n]`` is the attribution of neuron ``n`` of model layer ``layers[i]`` on
+    fact ``fact_ids[f]`` (summed over the attributed token positions). For integrated
+    gradients, ``convergence_delta[f, i] = scores[f, i].sum() - (target_input[f] -
+    target_baseline[f, i])`` measures how far the quadrature is from completeness.
+    """
+
+    scores: Float[Tensor, "fact layer neuron"]
+    layers: list[int]
+    fact_ids: list[str]
+    method: str = "ig"
+    steps: int = 20
+    target: str = "prob"
+    quadrature: str = "gauss-legendre"
+    baseline: str = "zero"
+    positions: str = "prompt"
+    model_name: str = ""
+    convergence_delta: Float[Tensor, "fact layer"] | None = None
+    target_input: Float[Tensor, " fact"] | None = None
+    target_baseline: Float[Tensor, "fact layer"] | None = None
+    position_scores: Float[Tensor, "fact layer pos neuron"] | None = None
+    position_mask: Bool[Tensor, "fact pos"] | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.layers = [int(layer) for layer in self.layers]
+        self.fact_ids = [str(i) for i in self.fact_ids]
+        if self.scores.ndim != 3:
+            raise ValueError(f"scores must be [fact, layer, neuron], got shape {tuple(self.scores.shape)}")
+        n_fact, n_layer, _ = self.scores.shape
+        if n_fact != len(self.fact_ids) or n_layer != len(self.layers):
+            raise ValueError(
+                f"scores shape {tuple(self.scores.shape)} does not match {len(self.fact_ids)} fact ids "
+                f"and {len(self.layers)} layers"
+            )
+
+    # --- shape ------------------------------------------------------------------------
+    @property
+    def n_facts(self) -> int:
+        return self.scores.shape[0]
+
+    @property
+    def n_neurons(self) -> int:
+        return self.scores.shape[2]
+
+    def __len__(self) -> int:
+        return self.n_facts
+
+    def _layer_index(self, layer: int) -> int:
+        if layer not in self.layers:
+            raise ValueError(f"layer {layer} was not attributed; layers are {self.layers}")
+        return self.layers.index(layer)
+
+    # --- reductions -------------------------------------------------------------------
+    def mean(self) -> Float[Tensor, "layer neuron"]:
+        """Mean over facts."""
+        return self.scores.mean(0)
+
+    def sum(self) -> Float[Tensor, "layer neuron"]:
+        """Sum over facts."""
+        return self.scores.sum(0)
+
+    def per_layer(self) -> Float[Tensor, "fact layer"]:
+        """Total attribution of each layer per fact (sum over its neurons); for integrated
+        gradients this is ``f(h) - f(baseline)`` up to the convergence delta."""
+        return self.scores.sum(-1)
+
+    def layer(self, layer: int) -> Float[Tensor, "fact neuron"]:
+        """Scores of one model layer (by its index in the model)."""
+        return self.scores[:, self._layer_index(layer)]
+
+    def top(self, k: int = 10, *, largest: bool = True, absolute: bool = False,
+            reduce: str = "mean") -> list[tuple[int, int, float]]:
+        """The ``k`` neurons with the largest (or smallest) fact-reduced score, as
+        ``(layer, neuron, value)`` with the model's layer index."""
+        if reduce not in ("mean", "sum"):
+            raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+        table = self.mean() if reduce == "mean" else self.sum()
+        key = table.abs() if absolute else table
+        flat = key.flatten()
+        k = max(0, min(int(k), flat.numel()))
+        order = torch.topk(flat, k, largest=largest).indices.tolist()
+        width = table.shape[1]
+        return [(self.layers[i // width], i % width, float(table.flatten()[i])) for i in order]
+
+    def select(self, fact_indices: Sequence[int] | slice | Tensor) -> NeuronAttribution:
+        """The same attribution restricted to some facts (indices, a slice or a bool mask)."""
+        if isinstance(fact_indices, slice):
+            index = torch.arange(self.n_facts)[fact_indices]
+        else:
+            index = torch.as_tensor(fact_indices)
+            if index.dtype == torch.bool:
+                if index.numel() != self.n_facts:
+                    raise ValueError(f"bool mask has {index.numel()} entries, expected {self.n_facts}")
+                index = index.nonzero().flatten()
+            index = index.long().flatten()
+        if index.numel() and (int(index.min()) < -self.n_facts or int(index.max()) >= self.n_facts):
+            raise ValueError(f"fact index out of range for {self.n_facts} facts")
+        values: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in _TENSORS:
+            tensor = values[name]
+            if tensor is not None:
+                values[name] = tensor[index]
+        values["fact_ids"] = [self.fact_ids[i] for i in index.tolist()]
+        values["meta"] = dict(self.meta)
+        return NeuronAttribution(**values)
+
+    # --- persistence ------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """Plain tensors and metadata (what :meth:`save` writes)."""
+        record = {f.name: getattr(self, f.name) for f in fields(self)}
+        record["format"] = _FORMAT
+        return record
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write losslessly (``torch.save``), atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(self.to_dict(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> NeuronAttribution:
+        """Read what :meth:`save` wrote."""
+        record = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if not isinstance(record, dict) or record.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a saved NeuronAttribution")
+        record.pop("format")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+    def to_pandas(self, *, reduce: str | None = None) -> Any:
+        """Long table: one row per (fact, layer, neuron) with ``score``; with ``reduce='mean'``
+        or ``'sum'``, one row per (layer, neuron)."""
+        import pandas as pd
+
+        n_fact, n_layer, n_neuron = self.scores.shape
+        layer_col = torch.tensor(self.layers).repeat_interleave(n_neuron)
+        neuron_col = torch.arange(n_neuron).repeat(n_layer)
+        if reduce is not None:
+            if reduce not in ("mean", "sum"):
+                raise ValueError(f"reduce must be None, 'mean' or 'sum', got {reduce!r}")
+            table = self.mean() if reduce == "mean" else self.sum()
+            return pd.DataFrame({"layer": layer_col.numpy(), "neuron": neuron_col.numpy(),
+                                 "score": table.flatten().numpy()})
+        return pd.DataFrame({
+            "fact_id": pd.Categorical.from_codes(
+                torch.arange(n_fact).repeat_interleave(n_layer * n_neuron).numpy(),
+                categories=pd.Index(self.fact_ids) if len(set(self.fact_ids)) == n_fact
+                else [f"{i}:{f}" for i, f in enumerate(self.fact_ids)]),
+            "layer": layer_col.repeat(n_fact).numpy(),
+            "neuron": neuron_col.repeat(n_fact).numpy(),
+            "score": self.scores.flatten().numpy(),
+        })
+
+    # --- display ----------------------------------------------------------------------
+    def _summary(self) -> list[tuple[str, str]]:
+        method = self.method
+        if self.method == "ig":
+            method = f"ig ({self.steps} steps, {self.quadrature})"
+        rows = [("method", method), ("target", self.target), ("positions", self.positions),
+                ("shape", f"{self.n_facts} facts x {len(self.layers)} layers x {self.n_neurons} neurons"),
+                ("model", self.model_name or "?")]
+        if self.convergence_delta is not None and self.convergence_delta.numel():
+            rows.append(("max |delta|", f"{float(self.convergence_delta.abs().max()):.2e}"))
+        return rows
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v}" for k, v in self._summary())
+        return f"NeuronAttribution({inner})"
+
+    def _repr_html_(self) -> str:
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                       for k, v in self._summary())
+        return f"<table><caption>NeuronAttribution</caption>{body}</table>"

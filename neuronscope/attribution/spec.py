@@ -1,0 +1,90 @@
+"""Validated options of one attribution run, and the pieces every engine shares:
+which positions are attributed, and the target computed from answer log-probabilities.
+
+Example:
+    >>> spec = AttributionSpec.make(method="ig", steps=4, quadrature="riemann_right",
+    ...                             target="prob", positions="prompt", baseline="zero")
+    >>> spec.alphas.tolist()
+    [0.25, 0.5, 0.75, 1.0]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from neuronscope.attribution.quadrature import QUADRATURES, check_steps, quadrature_rule
+from neuronscope.tokenization import FactBatch
+
+__all__ = ["BASELINES", "METHODS", "POSITIONS", "TARGETS", "AttributionSpec", "position_mask",
+           "target_value"]
+
+METHODS = ("ig", "grad_x_act", "param_x_grad")
+TARGETS = ("prob", "logprob")
+POSITIONS = ("prompt", "last", "all")
+BASELINES = ("zero",)
+
+
+@dataclass(frozen=True)
+class AttributionSpec:
+    """What to compute: method, quadrature points/weights, target, positions, baseline."""
+
+    method: str
+    steps: int
+    quadrature: str
+    target: str
+    positions: str
+    baseline: str
+    alphas: Float[Tensor, " step"]
+    weights: Float[Tensor, " step"]
+
+    @classmethod
+    def make(cls, *, method: str, steps: int, quadrature: str, target: str, positions: str,
+             baseline: str) -> AttributionSpec:
+        """Check every option (``ValueError`` naming the bad one) and build the rule."""
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}; expected one of {TARGETS}")
+        if positions not in POSITIONS:
+            raise ValueError(f"unknown positions {positions!r}; expected one of {POSITIONS}")
+        if not isinstance(baseline, str) or baseline not in BASELINES:
+            raise ValueError(f"unknown baseline {baseline!r}; expected one of {BASELINES}")
+        steps = check_steps(steps)
+        if quadrature not in QUADRATURES:
+            raise ValueError(f"unknown quadrature {quadrature!r}; expected one of {QUADRATURES}")
+        if method == "ig":
+            alphas, weights = quadrature_rule(quadrature, steps)
+        else:
+            # grad_x_act is one right-Riemann step; param_x_grad has no path at all.
+            steps, quadrature = 1, "riemann_right"
+            alphas, weights = quadrature_rule("riemann_right", 1)
+        if method == "param_x_grad":
+            positions = "all"
+        return cls(method, steps, quadrature, target, positions, baseline, alphas, weights)
+
+
+def position_mask(batch: FactBatch, positions: str) -> Bool[Tensor, "fact seq"]:
+    """The token positions whose activations are scaled and attributed.
+
+    ``prompt``: every prompt token (BOS included), the context the model reads before the
+    answer; ``last``: the last prompt token only; ``all``: every real token.
+    """
+    if positions == "prompt":
+        return batch.prompt_mask.clone()
+    if positions == "last":
+        last = batch.prompt_mask.sum(-1) - 1
+        mask = torch.zeros_like(batch.prompt_mask)
+        mask[torch.arange(len(batch)), last] = True
+        return mask
+    if positions == "all":
+        return batch.attention_mask.clone()
+    raise ValueError(f"unknown positions {positions!r}; expected one of {POSITIONS}")
+
+
+def target_value(logprob_sum: Float[Tensor, " row"], target: str) -> Float[Tensor, " row"]:
+    """The attributed quantity from the summed answer log-probability of each row."""
+    return logprob_sum.exp() if target == "prob" else logprob_sum
