@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from neuronscope.attribution.distributed import (
@@ -51,7 +52,12 @@ ENGINES = ("fast", "reference")
 
 @contextmanager
 def _eval_mode(model: Any):
-    """Dropout off while attributing; the model's train/eval flags restored afterwards."""
+    """Dropout off while attributing; the model's train/eval flags restored afterwards.
+
+    The bridge's attention keeps the last pattern it computed (``_pattern``); after a pass
+    with gradients that tensor would pin the whole autograd graph (memory) and make the
+    model impossible to ``deepcopy``. Such cached tensors are detached on the way out.
+    """
     modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
@@ -59,6 +65,14 @@ def _eval_mode(model: Any):
     finally:
         for module, mode in modes.items():
             module.train(mode)
+        _detach_cached_tensors(model)
+
+
+def _detach_cached_tensors(model: Any) -> None:
+    for module in model.modules():
+        for name, value in list(vars(module).items()):
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                setattr(module, name, value.detach())
 
 
 def _fact_set(facts: Iterable[Fact]) -> FactSet:

@@ -1,0 +1,69 @@
+"""Two gloo processes on the CPU give the same numbers as one process."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from neuronscope.attribution import NeuronAttribution, attribute
+from tests.conftest import make_native
+from tests.test_attribution import TOKENIZER, word_facts
+
+SETTINGS = dict(steps=4, tokenizer=TOKENIZER, progress=False, batch_size=2)
+
+
+def _model():
+    return make_native("rms_gated_rotary", d_vocab=len(TOKENIZER), seed=11)
+
+
+METHODS = ("ig", "param_x_grad")
+
+
+def _worker(rank: int, world: int, port: int, state_path: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        model = _model()
+        model.load_state_dict(torch.load(state_path, weights_only=True))
+        for method in METHODS:
+            attr = attribute(model, word_facts(7), method=method, **SETTINGS)
+            attr.save(f"{out_dir}/{method}-rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(tmp_path):
+    model = _model()
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        singles = {method: attribute(model, word_facts(7), method=method, **SETTINGS) for method in METHODS}
+    finally:
+        torch.set_num_threads(threads)
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "state.pt"), str(tmp_path)), nprocs=2,
+             join=True)
+    for method in METHODS:
+        for rank in range(2):
+            _check(NeuronAttribution.load(tmp_path / f"{method}-rank{rank}.pt"), singles[method])
+
+
+def _check(shard: NeuronAttribution, single: NeuronAttribution) -> None:
+    """Bitwise equal: each rank runs whole chunks of the one-process plan."""
+    assert shard.meta["world_size"] == 2 and single.meta["world_size"] == 1
+    assert shard.fact_ids == single.fact_ids
+    assert torch.equal(shard.scores, single.scores)
+    assert torch.equal(shard.target_input, single.target_input)
+    if single.convergence_delta is not None:
+        assert torch.equal(shard.convergence_delta, single.convergence_delta)
