@@ -33,14 +33,15 @@ class Preset:
     size: str = "small"  # organism size
     people: int = 400  # people in the synthetic world (5 facts each)
     forget: float = 0.1  # fraction of families to forget
-    control: int = 200  # retain facts used as the diagnosis null (and for attribution)
+    control: int = 150  # retain facts: the diagnosis null, and the retain curve of the attacks
     unlearn_steps: int = 60
     unlearn_lr: float = 1e-3
     ssiuu_lambda: float = 1.0
-    attribution_steps: int = 16
+    attribution_steps: int = 10
     permutations: int = 500
     attack_steps: int = 40
     attack_lr: float = 1e-3
+    attack_eval_every: int = 10
     attack_p: tuple[float, ...] = (0.1, 0.3)
     methods: tuple[str, ...] = ("GA", "GD", "GD+SSIUU")
 
@@ -50,7 +51,8 @@ PRESETS: dict[str, Preset] = {
     "fast": Preset(name="fast", size="tiny", people=100, forget=0.2, control=100, unlearn_steps=40,
                    attribution_steps=8, permutations=200, attack_steps=30, attack_p=(0.3,)),
     "tiny": Preset(name="tiny", size="tiny", people=60, forget=0.2, control=40, unlearn_steps=15,
-                   attribution_steps=4, permutations=100, attack_steps=8, attack_p=(0.3,)),
+                   attribution_steps=4, permutations=100, attack_steps=8, attack_eval_every=4,
+                   attack_p=(0.3,)),
 }
 
 
@@ -230,7 +232,7 @@ def run_demo(
 
     # 5. Retraining attacks, on every unlearned model and on the oracle.
     stages.begin("retraining attacks (harmful and benign, with the oracle)")
-    attacks = _attacks(ns, unlearned, oracle.model, org.model, world, forget, retain, preset, seed, progress)
+    attacks = _attacks(ns, unlearned, oracle.model, org.model, world, forget, control, preset, seed, progress)
     tables["attacks"] = [_attack_row(name, method, r) for (name, method), r in attacks.items()]
     echo("")
     _print_table([{k: r[k] for k in ("attack", "method", "before attack", "after attack", "oracle after",
@@ -265,7 +267,8 @@ def _attacks(ns: Any, unlearned: dict[str, Any], oracle: Any, original: Any, wor
     results = {}
     for name, plan in plans:
         settings = dict(forget=forget, retain=retain, steps=preset.attack_steps, lr=preset.attack_lr,
-                        seed=seed, original=original, progress=progress, **plan)
+                        eval_every=preset.attack_eval_every, seed=seed, original=original, progress=progress,
+                        **plan)
         # The oracle's attack is the same for every method (same data, same seed): run it once.
         on_oracle = ns.relearn(oracle, **settings)
         on_oracle.model = None
@@ -281,7 +284,7 @@ def _attack_row(name: str, method: str, result: Any) -> dict:
     return {"attack": name, "method": method, "before attack": result.unlearned,
             "after attack": result.attacked, "oracle after": metrics.oracle_attacked,
             "excess recovery": metrics.excess_recovery, "normalised recovery": metrics.normalised_recovery,
-            "retain after": result.retain_after}
+            "retain after (control sample)": result.retain_after}
 
 
 def _curve_rows(attacks: dict[tuple[str, str], Any]) -> list[dict]:
