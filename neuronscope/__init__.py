@@ -3,6 +3,7 @@
 from neuronscope import plots
 from neuronscope._version import __version__
 from neuronscope.attribution import NeuronAttribution, attribute
+from neuronscope.diagnostics import Diagnosis, diagnose
 from neuronscope.facts import Fact, FactSet
 from neuronscope.models import copy_model, load_model
 from neuronscope.organism import Organism, organism
@@ -12,6 +13,7 @@ from neuronscope.tokenization import FactBatch, WordTokenizer, tokenize
 from neuronscope.world import FactWorld
 
 __all__ = [
+    "Diagnosis",
     "Fact",
     "FactBatch",
     "FactSet",
@@ -24,6 +26,7 @@ __all__ = [
     "answer_logprob",
     "attribute",
     "copy_model",
+    "diagnose",
     "load_model",
     "organism",
     "plots",
