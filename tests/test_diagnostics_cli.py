@@ -1,0 +1,59 @@
+"""``neuronscope diagnose`` on local Hugging Face checkpoint folders and JSONL facts."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+import neuronscope as ns
+from neuronscope.cli import main
+
+
+def _char_facts(prefix: str, n: int) -> ns.FactSet:
+    return ns.FactSet([ns.Fact(f"{prefix}{i} is", f"{chr(97 + i % 26)}{chr(98 + i % 20)}",
+                               subject=f"{prefix}{i}", id=f"{prefix}{i}") for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def unlearned_folder(hf_folders, tmp_path_factory):
+    """A copy of the tiny Llama checkpoint with one MLP layer's output weights flipped."""
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path_factory.mktemp("llama-after")
+    model = AutoModelForCausalLM.from_pretrained(hf_folders["llama"])
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight.mul_(-1.0)
+    model.save_pretrained(folder)
+    for item in hf_folders["llama"].iterdir():
+        if "token" in item.name or item.name == "special_tokens_map.json":
+            shutil.copy(item, folder / item.name)
+    return folder
+
+
+def test_cli_diagnose_folders_end_to_end(hf_folders, unlearned_folder, tmp_path, capsys):
+    facts, control = tmp_path / "forget.jsonl", tmp_path / "retain.jsonl"
+    _char_facts("x", 8).to_jsonl(facts)
+    _char_facts("y", 16).to_jsonl(control)
+    out, csv = tmp_path / "diag.pt", tmp_path / "neurons.csv"
+    code = main(["diagnose", "--before", str(hf_folders["llama"]), "--after", str(unlearned_folder),
+                 "--facts", str(facts), "--control", str(control), "--out", str(out), "--csv", str(csv),
+                 "--steps", "4", "--permutations", "200", "--alpha", "0.05", "--verify", "5", "--quiet"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    diag = ns.Diagnosis.load(out)
+    assert diag.d_minus.shape == (2, 64) and len(diag.fact_ids) == 8
+    assert "hide index" in text and "flagged spurious neurons" in text
+    assert csv.read_text().splitlines()[0].startswith("layer,neuron,d_plus,d_minus")
+    assert len(csv.read_text().splitlines()) == 1 + 2 * 64
+
+
+def test_cli_diagnose_needs_a_null(hf_folders, tmp_path, capsys):
+    facts = tmp_path / "forget.jsonl"
+    _char_facts("x", 4).to_jsonl(facts)
+    code = main(["diagnose", "--before", str(hf_folders["llama"]), "--after", str(hf_folders["llama"]),
+                 "--facts", str(facts), "--out", str(tmp_path / "d.pt")])
+    assert code == 2
+    assert "null" in capsys.readouterr().err
+    assert not (tmp_path / "d.pt").exists()
