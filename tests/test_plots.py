@@ -220,3 +220,14 @@ def test_pandas_tables_accepted():
 def test_public_names():
     assert ns.plots.neuron_heatmap is plots.neuron_heatmap
     assert all(callable(getattr(plots, name)) for name in plots.__all__)
+
+
+def test_repeated_points_are_drawn_as_their_mean():
+    rows = [{"seed": s, "method": "GA", "attack": "benign", "step": step, "accuracy": 0.1 * s + step}
+            for s in (0, 1) for step in (5, 0)]
+    fig = plots.recovery_curves(rows)
+    assert list(fig.data[0].x) == [0, 5]
+    assert list(fig.data[0].y) == pytest.approx([0.05, 5.05])
+    grid = plots.attack_grid([{"method": "GA", "attack": "benign", "accuracy": a} for a in (0.2, 0.4)])
+    assert grid.data[0].z[0, 0] == pytest.approx(0.3)
+    assert grid.data[0].customdata[0][0] == 2

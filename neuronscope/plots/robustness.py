@@ -36,6 +36,14 @@ def _unique(values: Sequence[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
+def _mean_by(rows: list[dict], keys: Sequence[str], value: str) -> dict[tuple, tuple[float, int]]:
+    """Mean and count of ``value`` per combination of ``keys`` (repeats: e.g. several seeds)."""
+    groups: dict[tuple, list[float]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in keys), []).append(float(row[value]))
+    return {key: (float(np.nanmean(vals)), len(vals)) for key, vals in groups.items()}
+
+
 def recovery_curves(
     data: Any,
     *,
@@ -50,7 +58,8 @@ def recovery_curves(
     """Accuracy (``y``) over attack steps (``x``), one line per method, one panel per attack.
 
     Methods named "oracle" (never learned the facts) and "original" are drawn dashed as
-    references; ``chance`` adds a dotted horizontal line.
+    references; ``chance`` adds a dotted horizontal line. Repeated points (several seeds, as in
+    ``RobustnessResult.curves``) are drawn as their mean.
     """
     rows = records(data, "data")
     facet = facet if facet is not None and facet in rows[0] else None
@@ -61,10 +70,11 @@ def recovery_curves(
     methods = _unique(r[color] for r in rows)
     methods = [m for m in methods if str(m).lower() not in _REFERENCE] + [
         m for m in methods if str(m).lower() in _REFERENCE]  # references last in the legend
+    means = _mean_by(rows, [color, facet, x] if facet else [color, x], y)
     for col, panel in enumerate(panels, start=1):
         for i, method in enumerate(methods):
-            points = sorted(((r[x], r[y]) for r in rows if r[color] == method
-                             and (facet is None or r[facet] == panel)), key=lambda p: p[0])
+            points = sorted(((key[-1], mean) for key, (mean, _) in means.items() if key[0] == method
+                             and (facet is None or key[1] == panel)), key=lambda p: p[0])
             if not points:
                 continue
             reference = str(method).lower() in _REFERENCE
@@ -98,7 +108,8 @@ def attack_grid(
 ) -> go.Figure:
     """Method x attack grid of one number (default: accuracy on forgotten facts after the attack).
 
-    Lower is better (less recovered); cells are annotated with their value.
+    Lower is better (less recovered); cells are annotated with their value. Repeated cells
+    (several seeds) show their mean; hover gives the count.
 
     Example:
         >>> rows = [{"method": m, "attack": a, "accuracy": 0.5}
@@ -110,14 +121,16 @@ def attack_grid(
     _need(rows, [row, col, value], "data")
     names, attacks = _unique(r[row] for r in rows), _unique(r[col] for r in rows)
     z = np.full((len(names), len(attacks)), np.nan)
-    for r in rows:
-        z[names.index(r[row]), attacks.index(r[col])] = float(r[value])
+    counts = np.zeros(z.shape, dtype=int)
+    for (name, attack), (mean, count) in _mean_by(rows, [row, col], value).items():
+        z[names.index(name), attacks.index(attack)] = mean
+        counts[names.index(name), attacks.index(attack)] = count
     text = [["" if np.isnan(v) else f"{v:.2f}" for v in line] for line in z]
     fig = go.Figure(go.Heatmap(
         z=z, x=[str(a) for a in attacks], y=[str(n) for n in names], text=text, texttemplate="%{text}",
         textfont={"size": 14}, colorscale="YlOrRd", zmin=0.0, zmax=zmax if zmax is not None else np.nanmax(z),
-        colorbar={"title": {"text": value_title}},
-        hovertemplate=f"%{{y}} under %{{x}}<br>{value} %{{z:.3f}}<extra></extra>"))
+        colorbar={"title": {"text": value_title}}, customdata=counts,
+        hovertemplate=f"%{{y}} under %{{x}}<br>{value} %{{z:.3f}} (n=%{{customdata}})<extra></extra>"))
     fig.update_xaxes(title_text=col, side="bottom")
     fig.update_yaxes(title_text=row, autorange="reversed")
     return apply_theme(fig, title=title or "Recovered accuracy: method x attack (lower is better)",
