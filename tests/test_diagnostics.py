@@ -239,6 +239,15 @@ def test_diagnose_flags_the_planted_hider_from_attributions(synthetic_case, tmp_
     assert diag.top(1) == [(2, 5, pytest.approx(float(diag.d_minus[1, 5])))]
 
 
+def test_verify_needs_neurons_when_nothing_is_flagged(synthetic_case):
+    target, control, before, _ = synthetic_case
+    same = diagnose(before, before, target, control=control, n_permutations=300, alpha=0.05)
+    assert same.flagged == [] and same.d_minus_total == 0
+    assert math.isnan(same.hide_index) and "no change" in same.summary()
+    with pytest.raises(ValueError, match="no neurons were flagged"):
+        same.verify(None, None, target)
+
+
 def test_diagnose_with_a_control_fine_tune_null(synthetic_case):
     target, control, before, after = synthetic_case
     g = torch.Generator().manual_seed(9)

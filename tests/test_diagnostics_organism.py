@@ -314,5 +314,9 @@ def test_llama_checkpoint_folder_end_to_end(hf_folders, tmp_path):
     neurons = [(1, n) for n, _ in sorted(enumerate(diag.d_minus[1].tolist()), key=lambda t: -t[1])[:2]]
     result = diag.verify(before, after, forget, neurons=neurons, n_random=20)
     assert 0 < result.p_probability <= 1 and len(result.random_restored) == 20
+    with pytest.raises(ValueError, match=r"differ in|different"):
+        diag.verify(before, ns.load_model(hf_folders["gpt2"]), forget, neurons=neurons)
+    with pytest.raises(ValueError, match="does not exist"):
+        diag.verify(before, after, forget, neurons=[(1, 64)])
     with pytest.raises(ValueError, match="unknown token"):
         diagnose(before, after, [ns.Fact("caf\u00e9 is", "ok")], control=control, progress=False)

@@ -193,6 +193,9 @@ class Diagnosis:
                                                                          for f in self.flagged]
         if not chosen:
             raise ValueError("no neurons were flagged; pass neurons=[(layer, neuron), ...] to test others")
+        from neuronscope.diagnostics.api import check_compatible
+
+        check_compatible(before_model, after_model, tokenizer=tokenizer)
         positions = self.meta.get("positions", "prompt")
         result = verify_neurons(before_model, after_model, facts, chosen, n_random=n_random, seed=seed,
                                 restore=restore, control=control, positions=positions,
