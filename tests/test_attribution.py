@@ -63,7 +63,7 @@ def test_engine_matches_reference(shape, method, quadrature, target, hf_folders)
     before = all_hooks(model)
     fast = attribute(model, facts, batch_size=3, **options)  # several chunks with padding
     slow = attribute(model, facts, engine="reference", **options)
-    assert fast.meta["direct_path"] and fast.meta["chunks"] >= 2
+    assert fast.meta["mode"] == "shortcut" and fast.meta["chunks"] >= 2
     assert fast.scores.abs().max() > 1e-4  # the comparison is not vacuous
     torch.testing.assert_close(fast.scores, slow.scores, atol=1e-5, rtol=0)
     torch.testing.assert_close(fast.convergence_delta, slow.convergence_delta, atol=1e-5, rtol=0)
@@ -78,7 +78,8 @@ def test_savings_switched_off_give_the_same_numbers():
     model = make_native("rms_gated_rotary", d_vocab=len(TOKENIZER), seed=2, n_layers=3)
     facts = word_facts(6)
     base = attribute(model, facts, tokenizer=TOKENIZER, steps=4, progress=False)
-    for options in (EngineOptions(cache_residual=False), EngineOptions(answer_logits_only=False),
+    for options in (EngineOptions(cache_residual=False), EngineOptions(mlp_shortcut=False),
+                    EngineOptions(answer_logits_only=False),
                     EngineOptions(trim_padding=False), EngineOptions(max_memory=1)):
         other = attribute(model, facts, tokenizer=TOKENIZER, steps=4, progress=False, _options=options)
         torch.testing.assert_close(other.scores, base.scores, atol=1e-6, rtol=0)
@@ -230,3 +231,32 @@ def test_result_metadata(tiny_org, tiny_world):
     assert (attr.method, attr.steps, attr.target, attr.quadrature) == ("ig", 4, "prob", "gauss-legendre")
     assert attr.scores.dtype == torch.float32 and attr.scores.device.type == "cpu"
     assert attr.convergence_delta.shape == (3, 1)
+
+
+def test_falls_back_where_the_fast_paths_do_not_reproduce_the_model():
+    from neuronscope.models import _bridge_class, native_config
+
+    facts = word_facts(4)
+    # logits soft-capped after the unembedding, outside the blocks: only full passes are exact
+    cfg = native_config(d_model=32, d_head=8, n_heads=4, n_layers=2, n_ctx=24, d_vocab=len(TOKENIZER),
+                        d_mlp=48, seed=0, act_fn="gelu", normalization_type="LN", output_logits_soft_cap=2.0)
+    capped = _bridge_class().boot_native(cfg).eval()
+    with pytest.warns(UserWarning, match="full forward passes"):
+        fast = attribute(capped, facts, tokenizer=TOKENIZER, steps=3, progress=False)
+    slow = attribute(capped, facts, tokenizer=TOKENIZER, steps=3, progress=False, engine="reference")
+    assert fast.meta["mode"] == "full"
+    torch.testing.assert_close(fast.scores, slow.scores, atol=1e-5, rtol=0)
+    # a block whose output is not linear in its MLP output (as with a post-MLP norm): no shortcut
+    model = make_native("ln_gelu", d_vocab=len(TOKENIZER), seed=12)
+
+    def squash(module, args, out):
+        return (torch.tanh(out[0]), *out[1:]) if isinstance(out, tuple) else torch.tanh(out)
+
+    handle = model.blocks[0].register_forward_hook(squash)
+    try:
+        fast = attribute(model, facts, tokenizer=TOKENIZER, steps=3, progress=False)
+        slow = attribute(model, facts, tokenizer=TOKENIZER, steps=3, progress=False, engine="reference")
+    finally:
+        handle.remove()
+    assert fast.meta["mode"] == "blocks"
+    torch.testing.assert_close(fast.scores, slow.scores, atol=1e-5, rtol=0)

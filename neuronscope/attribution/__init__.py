@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
@@ -157,7 +158,7 @@ def attribute(
     batch = batch_for(model, fact_set, tokenizer)
     opts = _options or EngineOptions()
     if max_memory is not None:
-        opts = EngineOptions(opts.cache_residual, opts.answer_logits_only, opts.trim_padding, int(max_memory))
+        opts = dataclasses.replace(opts, max_memory=int(max_memory))
     start = time.perf_counter()
     rank, world = rank_and_world()
     with _eval_mode(model):
@@ -194,8 +195,7 @@ def _run(model: Any, batch: Any, layers: list[int], spec: AttributionSpec, opts:
         with tqdm(total=len(batch) * len(layers), disable=not progress, desc="attribution (ref)") as bar:
             return reference_attribution(model, batch, layers, spec, progress=bar.update)
     if opts.max_memory is None and is_distributed():
-        opts = EngineOptions(opts.cache_residual, opts.answer_logits_only, opts.trim_padding,
-                             agree_min(default_budget(model)))
+        opts = dataclasses.replace(opts, max_memory=agree_min(default_budget(model)))
     plan = make_plan(model, batch, layers, spec, opts=opts, batch_size=batch_size)
     chunk_ids = my_chunks(len(plan))
     with tqdm(total=len(chunk_ids) * len(layers), disable=not progress, desc="attribution") as bar:

@@ -42,6 +42,7 @@ class EngineOptions:
     """Switches for the savings (all on by default; the benchmark turns them off one by one)."""
 
     cache_residual: bool = True  # run from the attributed block on the cached residual
+    mlp_shortcut: bool = True  # start above the block: add out(h') - out(h) to its cached output
     answer_logits_only: bool = True  # unembed only the rows that predict an answer token
     trim_padding: bool = True  # sort facts by length, trim each chunk to its longest fact
     max_memory: int | None = None  # bytes of activations per pass; None: automatic
@@ -139,6 +140,7 @@ class _Capture:
     the MLP activations of the attributed layers."""
 
     def __init__(self, model: Any, tokens: Tensor, first_block: int, layers: Sequence[int]) -> None:
+        self.tokens = tokens
         self.calls: dict[int, _BlockCall] = {}
         self.acts: dict[int, Tensor] = {}
         handles = []
@@ -157,10 +159,19 @@ class _Capture:
                 self.acts[layer] = act.detach()
             return record
 
+        def out_hook(layer: int) -> Callable:
+            def record(module: Any, args: tuple, output: Any) -> None:
+                value = output[0] if isinstance(output, (tuple, list)) else output
+                self.outputs[layer] = value.detach()
+            return record
+
+        self.outputs: dict[int, Tensor] = {}
         try:
             for index in range(first_block, n_layers(model)):
                 handles.append(model.blocks[index].register_forward_pre_hook(pre_hook(index),
                                                                              with_kwargs=True))
+                if index in layers:
+                    handles.append(model.blocks[index].register_forward_hook(out_hook(index)))
             with torch.no_grad(), model.hooks(fwd_hooks=[(mlp_hook_name(layer), act_hook(layer))
                                                          for layer in layers]):
                 self.logits = model(tokens)
@@ -228,30 +239,25 @@ def plan_chunks(lengths: Sequence[int], steps: int, bytes_per_row: Callable[[int
 
 
 # --- one chunk -------------------------------------------------------------------------
-def _scale_hook(alpha_rows: Tensor, mask_rows: Tensor, store: dict) -> Callable:
-    """hook_post replacement: ``baseline + alpha * (h - baseline)`` at masked positions (zero
-    baseline), as a leaf that the backward pass stops at."""
-
-    def hook(act: Tensor, hook: Any) -> Tensor:
-        act = act.detach()
-        scale = torch.where(mask_rows, alpha_rows[:, None].to(act.dtype), torch.ones((), dtype=act.dtype,
-                                                                                       device=act.device))
-        leaf = (act * scale[..., None]).requires_grad_(True)
-        store["leaf"] = leaf
-        return leaf
-
-    return hook
-
-
 def _step_chunks(steps: int, rows_fit: int) -> list[slice]:
     size = max(1, min(steps, rows_fit))
     return [slice(s, min(steps, s + size)) for s in range(0, steps, size)]
 
 
+MODES = ("shortcut", "blocks", "full")
+
+
 def run_chunk(model: Any, batch: FactBatch, layers: Sequence[int], spec: AttributionSpec,
-              opts: EngineOptions, *, per_position: bool = False, budget: float | None = None,
-              check: bool = False, on_layer: Callable[[], None] | None = None) -> RawAttribution:
-    """Attribution of one chunk of facts (a trimmed ``FactBatch`` on the model's device)."""
+              opts: EngineOptions, *, mode: str | None = None, per_position: bool = False,
+              budget: float | None = None, on_layer: Callable[[], None] | None = None) -> RawAttribution:
+    """Attribution of one chunk of facts (a trimmed ``FactBatch`` on the model's device).
+
+    ``mode`` is how the scaled layer's effect reaches the logits: ``"shortcut"`` (the block's
+    output is linear in its MLP output, so ``out(h') - out(h)`` is added to the cached block
+    output and only the blocks above run), ``"blocks"`` (blocks ``l..L-1`` run on the cached
+    residual, the scaling done by a hook) or ``"full"`` (the model's whole forward pass).
+    ``None``: the fastest mode that reproduces the model on this chunk (see ``info``).
+    """
     device = model_device(model)
     n_facts, full_width = batch.tokens.shape
     width = int(batch.lengths.max()) - 1 if opts.trim_padding else full_width - 1
@@ -259,11 +265,11 @@ def run_chunk(model: Any, batch: FactBatch, layers: Sequence[int], spec: Attribu
     mask = position_mask(batch, spec.positions)[:, :width].to(device)
     readout = _Readout.of(batch, width)
     first = min(layers)
-    capture = _Capture(model, tokens, first if opts.cache_residual else n_layers(model), layers)
+    cached = opts.cache_residual and mode != "full"
+    capture = _Capture(model, tokens, first if cached else n_layers(model), layers)
     target_input = target_value(readout.from_full(capture.logits), spec.target)
-    use_cache = opts.cache_residual
-    if use_cache and check:
-        use_cache = _check_direct_path(model, capture, first, readout)
+    if mode is None:
+        mode = _choose_mode(model, capture, first, readout, mask, tokens, opts)
     alphas = spec.alphas.to(device)
     weights = spec.weights.to(device)
     steps = len(alphas)
@@ -273,71 +279,122 @@ def run_chunk(model: Any, batch: FactBatch, layers: Sequence[int], spec: Attribu
     pos_scores = torch.zeros(n_facts, len(layers), width, n_neuron, device=device) if per_position else None
     rows_fit = steps
     if budget is not None:
-        per_row = _bytes_per_row(model, width, n_layers(model) - first if use_cache else n_layers(model),
+        per_row = _bytes_per_row(model, width, n_layers(model) - first if mode != "full" else n_layers(model),
                                  readout.rows.numel() / max(1, n_facts), opts)
         rows_fit = max(1, int(budget // (per_row * n_facts)))
-
-    def forward(layer: int, copies: int, alpha_rows: Tensor) -> tuple[Tensor, dict]:
-        store: dict = {}
-        reps = readout.repeat(copies)
-        mask_rows = mask.repeat_interleave(copies, 0) if copies > 1 else mask
-        hook = _scale_hook(alpha_rows, mask_rows, store)
-        with model.hooks(fwd_hooks=[(mlp_hook_name(layer), hook)]):
-            if use_cache:
-                final = capture.run_from(model, layer, _expand(capture.calls[layer].residual, n_facts, copies)
-                                         if copies > 1 else capture.calls[layer].residual, copies)
-                logits = (_unembed(model, final, reps) if opts.answer_logits_only
-                          else model.unembed(model.ln_final(final)))
-            else:
-                logits = model(tokens.repeat_interleave(copies, 0) if copies > 1 else tokens)
-                if opts.answer_logits_only:
-                    logits = logits[reps.rows, reps.pos]
-        logp = reps.from_full(logits) if logits.ndim == 3 else reps.logprob(logits)
-        return target_value(logp, spec.target), store
-
     for li, layer in enumerate(layers):
         h = capture.acts[layer]
         grad_sum = torch.zeros_like(h)
         for part in _step_chunks(steps, rows_fit):
             copies = part.stop - part.start
             alpha_rows = alphas[part].repeat(n_facts)
-            value, store = forward(layer, copies, alpha_rows)
-            (grad,) = torch.autograd.grad(value.sum(), store["leaf"])
+            value, leaf = _forward(model, capture, layer, copies, alpha_rows, mask, readout, tokens, opts,
+                                   spec.target, mode)
+            (grad,) = torch.autograd.grad(value.sum(), leaf)
             grad = grad.view(n_facts, copies, *grad.shape[1:])
-            grad_sum += torch.einsum("fstn,s->ftn", grad.double(), weights[part]).to(h.dtype)
+            grad_sum += torch.einsum("fstn,s->ftn", grad, weights[part].to(grad.dtype))
         per_pos = h * grad_sum * mask[..., None]  # zero baseline: h - b = h
         scores[:, li] = per_pos.sum(1)
         if pos_scores is not None:
             pos_scores[:, li] = per_pos
         with torch.no_grad():
-            value, _ = forward(layer, 1, torch.zeros(n_facts, device=device))
+            value, _ = _forward(model, capture, layer, 1, torch.zeros(n_facts, device=device), mask, readout,
+                                tokens, opts, spec.target, mode)
         baseline_values[:, li] = value
         if on_layer is not None:
             on_layer()
-    info = {"direct_path": use_cache}
+    info = {"mode": mode}
     return RawAttribution(scores, target_input.detach(), baseline_values, pos_scores, mask, info)
 
 
-def _check_direct_path(model: Any, capture: _Capture, first: int, readout: _Readout) -> bool:
-    """Does running blocks ``first..`` directly (with two copies of each row) reproduce the
-    model's own logits at the read-out rows?"""
+def _scaled_leaf(h: Tensor, alpha_rows: Tensor, mask_rows: Tensor) -> Tensor:
+    """``baseline + alpha * (h - baseline)`` at masked positions (zero baseline), ``h``
+    elsewhere, as a leaf the backward pass stops at."""
+    one = torch.ones((), dtype=h.dtype, device=h.device)
+    scale = torch.where(mask_rows, alpha_rows[:, None].to(h.dtype), one)
+    return (h * scale[..., None]).requires_grad_(torch.is_grad_enabled())
+
+
+def _forward(model: Any, capture: _Capture, layer: int, copies: int, alpha_rows: Tensor, mask: Tensor,
+             readout: _Readout, tokens: Tensor, opts: EngineOptions, target: str,
+             mode: str) -> tuple[Tensor, Tensor]:
+    """Target per row (facts x copies) with layer ``layer`` scaled by ``alpha_rows``, and the
+    scaled activations (the leaf the gradient is taken at)."""
+    n_facts = mask.shape[0]
+    reps = readout.repeat(copies)
+    mask_rows = mask.repeat_interleave(copies, 0) if copies > 1 else mask
+
+    def rows(t: Tensor) -> Tensor:
+        return _expand(t, n_facts, copies)
+
+    logits = final = None
+    if mode == "shortcut":
+        h = capture.acts[layer]
+        leaf = _scaled_leaf(rows(h), alpha_rows, mask_rows)
+        out = model.blocks[layer].mlp._modules["out"]
+        with torch.no_grad():
+            base = capture.outputs[layer] - out(h)
+        final = rows(base) + out(leaf)
+        if layer + 1 < n_layers(model):
+            final = capture.run_from(model, layer + 1, final, copies)
+    else:
+        store: dict = {}
+
+        def hook(act: Tensor, hook: Any) -> Tensor:
+            store["leaf"] = _scaled_leaf(act.detach(), alpha_rows, mask_rows)
+            return store["leaf"]
+
+        with model.hooks(fwd_hooks=[(mlp_hook_name(layer), hook)]):
+            if mode == "blocks":
+                final = capture.run_from(model, layer, rows(capture.calls[layer].residual), copies)
+            else:
+                logits = model(tokens.repeat_interleave(copies, 0) if copies > 1 else tokens)
+        leaf = store["leaf"]
+    if final is not None:
+        logits = (_unembed(model, final, reps) if opts.answer_logits_only
+                  else model.unembed(model.ln_final(final)))
+    elif opts.answer_logits_only:
+        logits = logits[reps.rows, reps.pos]
+    logp = reps.from_full(logits) if logits.ndim == 3 else reps.logprob(logits)
+    return target_value(logp, target), leaf
+
+
+def _choose_mode(model: Any, capture: _Capture, first: int, readout: _Readout, mask: Tensor, tokens: Tensor,
+                 opts: EngineOptions) -> str:
+    """The fastest mode that reproduces the model's own forward pass on this chunk: the
+    cached blocks must give the model's logits, and the shortcut / block paths must give the
+    full path's target with the layer scaled (checked with rows scaled by 1 and by 0.5)."""
+    if not opts.cache_residual:
+        return "full"
     twice = readout.repeat(2)
+    expected = capture.logits[twice.rows // 2, twice.pos]
     try:
         with torch.no_grad():
             hidden = _expand(capture.calls[first].residual, readout.n_rows, 2)
-            final = capture.run_from(model, first, hidden, 2)
-            direct = _unembed(model, final, twice)
-    except Exception as error:  # an architecture whose blocks cannot be called alone
-        warnings.warn(f"direct block path unavailable ({error!r}); using full forward passes",
-                      stacklevel=3)
-        return False
-    expected = capture.logits[twice.rows // 2, twice.pos]
+            direct = _unembed(model, capture.run_from(model, first, hidden, 2), twice)
+    except Exception as error:  # blocks that cannot be called alone
+        warnings.warn(f"attribution: blocks cannot be run directly ({error!r}); using full forward passes",
+                      stacklevel=4)
+        return "full"
     scale = float(expected.abs().max()) + 1.0
-    agree = direct.shape == expected.shape and float((direct - expected).abs().max()) <= 1e-4 * scale
-    if not agree:
-        warnings.warn("direct block path does not reproduce the model's logits for this architecture; "
-                      "using full forward passes (slower, same numbers)", stacklevel=3)
-    return agree
+    if direct.shape != expected.shape or float((direct - expected).abs().max()) > 1e-4 * scale:
+        warnings.warn("attribution: running blocks directly does not reproduce the model's logits for "
+                      "this architecture; using full forward passes (slower, same numbers)", stacklevel=4)
+        return "full"
+    alpha_rows = torch.tensor([1.0, 0.5], device=mask.device).repeat(mask.shape[0])
+    values = {}
+    candidates = ("full", "shortcut", "blocks") if opts.mlp_shortcut else ("full", "blocks")
+    for mode in candidates:
+        try:
+            with torch.no_grad():
+                values[mode] = _forward(model, capture, first, 2, alpha_rows, mask, readout, tokens,
+                                        EngineOptions(), "logprob", mode)[0]
+        except Exception:  # an unavailable path is simply not chosen
+            continue
+    for mode in candidates[1:]:
+        if mode in values and torch.allclose(values[mode], values["full"], rtol=1e-4, atol=1e-4):
+            return mode
+    return "full"
 
 
 # --- the whole run ---------------------------------------------------------------------
@@ -360,14 +417,13 @@ def run_engine(model: Any, batch: FactBatch, layers: Sequence[int], spec: Attrib
     pos_scores = torch.zeros(n_facts, len(layers), full_width, n_neuron) if per_position else None
     pos_mask = torch.zeros(n_facts, full_width, dtype=torch.bool)
     budget = opts.max_memory if opts.max_memory is not None else default_budget(model)
-    direct = []
-    for number, chunk_id in enumerate(chunk_ids):
+    mode = None if opts.cache_residual else "full"
+    for chunk_id in chunk_ids:
         rows = torch.tensor(plan[chunk_id])
         sub = batch[rows] if opts.trim_padding else _untrimmed(batch, rows)
-        raw = run_chunk(model, sub.to(device), layers, spec, opts, per_position=per_position,
-                        budget=budget, check=number == 0,
-                        on_layer=(lambda: progress(1)) if progress else None)
-        direct.append(raw.info["direct_path"])
+        raw = run_chunk(model, sub.to(device), layers, spec, opts, mode=mode, per_position=per_position,
+                        budget=budget, on_layer=(lambda: progress(1)) if progress else None)
+        mode = raw.info["mode"]  # decided on the first chunk, kept for the others
         scores[rows] = raw.scores.float().cpu()
         target_input[rows] = raw.target_input.float().cpu()
         target_baseline[rows] = raw.target_baseline.float().cpu()
@@ -375,7 +431,7 @@ def run_engine(model: Any, batch: FactBatch, layers: Sequence[int], spec: Attrib
         pos_mask[rows, :width] = raw.position_mask.cpu()
         if pos_scores is not None:
             pos_scores[rows, :, :width] = raw.position_scores.float().cpu()
-    info = {"direct_path": all(direct) if direct else opts.cache_residual, "chunks": len(plan)}
+    info = {"mode": mode or "none", "chunks": len(plan)}
     return RawAttribution(scores, target_input, target_baseline, pos_scores, pos_mask, info)
 
 
