@@ -1,7 +1,8 @@
 """neuronscope: neuron-level analysis of machine unlearning in language models."""
 
-from neuronscope import plots
+from neuronscope import bench, plots
 from neuronscope._version import __version__
+from neuronscope.attacks import RelearnResult, relearn
 from neuronscope.attribution import NeuronAttribution, attribute
 from neuronscope.diagnostics import Diagnosis, diagnose
 from neuronscope.facts import Fact, FactSet
@@ -20,16 +21,19 @@ __all__ = [
     "FactWorld",
     "NeuronAttribution",
     "Organism",
+    "RelearnResult",
     "WordTokenizer",
     "__version__",
     "accuracy",
     "answer_logprob",
     "attribute",
+    "bench",
     "copy_model",
     "diagnose",
     "load_model",
     "organism",
     "plots",
+    "relearn",
     "report",
     "tokenize",
 ]

@@ -1,0 +1,154 @@
+"""Settings of the robustness benchmark and its presets (``smoke``, ``fast``, ``full``).
+
+Example:
+    >>> PRESETS["fast"].size
+    'tiny'
+    >>> [m.label for m in parse_methods("gd, gd+ssiuu:0.01")]
+    ['gd', 'gd+ssiuu(0.01)']
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+__all__ = ["PRESETS", "BenchConfig", "MethodSpec", "parse_methods"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One unlearning recipe: a base method, optionally with SSIUU of weight ``lam``."""
+
+    method: str
+    lam: float | None = None
+    level: str = "neuron"
+
+    @property
+    def label(self) -> str:
+        if self.lam is None:
+            return self.method
+        suffix = "" if self.level == "neuron" else f",{self.level}"
+        return f"{self.method}+ssiuu({self.lam:g}{suffix})"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_methods(text: str) -> tuple[MethodSpec, ...]:
+    """``"ga, gd, gd+ssiuu:0.01"`` -> method specs (``+ssiuu`` alone uses lambda 0.01)."""
+    specs = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        base, _, rest = item.partition("+")
+        if not rest:
+            specs.append(MethodSpec(base))
+            continue
+        name, _, lam = rest.partition(":")
+        if name != "ssiuu":
+            raise ValueError(f"method {item!r}: only '+ssiuu[:lambda]' may follow a base method")
+        try:
+            specs.append(MethodSpec(base, float(lam) if lam else 0.01))
+        except ValueError:
+            raise ValueError(f"method {item!r}: lambda {lam!r} is not a number") from None
+    if not specs:
+        raise ValueError(f"no methods in {text!r}")
+    return tuple(specs)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything the benchmark does, so that a saved result says how to regenerate it.
+
+    ``forget``/``forget_by``: the forget-set kind (``"group"`` = whole families, the default;
+    ``"subject"`` = people; ``"fact"`` = random facts). ``target``: the forget accuracy every
+    method unlearns to; ``"oracle"`` means the oracle's own accuracy on the forget facts (the
+    level of a model that never learned them), a float means that value. ``sweep``: SSIUU
+    weights for the lambda sweep on ``sweep_base``. Each seed draws its own organism, forget
+    set, attack split and minibatch order.
+    """
+
+    size: str = "small"
+    n_people: int = 400
+    world_seed: int = 0
+    forget: float = 0.1
+    forget_by: str = "group"
+    methods: tuple[MethodSpec, ...] = (MethodSpec("ga"), MethodSpec("gd"), MethodSpec("gd", 0.01))
+    attacks: tuple[tuple[str, float | None], ...] = (("harmful", 0.1), ("harmful", 0.3),
+                                                     ("benign", None))
+    seeds: tuple[int, ...] = (0, 1, 2)
+    target: str | float = "oracle"
+    unlearn: dict[str, Any] = field(default_factory=dict)  # extra settings for ns.unlearn
+    attack_steps: int = 40
+    attack_lr: float = 1e-4
+    attack_batch_size: int = 16
+    attack_eval_every: int = 5
+    attack_by: str = "fact"
+    sweep: tuple[float, ...] = ()
+    sweep_base: str = "gd"
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("seeds is empty")
+        if not self.methods and not self.sweep:
+            raise ValueError("no methods and no lambda sweep: nothing to run")
+        if self.forget_by not in ("group", "subject", "fact"):
+            raise ValueError(f"forget_by must be 'group', 'subject' or 'fact', got {self.forget_by!r}")
+        if not 0.0 < self.forget < 1.0:
+            raise ValueError(f"forget must be a fraction in (0, 1), got {self.forget!r}")
+        if isinstance(self.target, str) and self.target != "oracle":
+            raise ValueError(f"target must be 'oracle' or an accuracy, got {self.target!r}")
+        if not isinstance(self.target, str) and not 0.0 <= float(self.target) <= 1.0:
+            raise ValueError(f"target accuracy must be in [0, 1], got {self.target!r}")
+        for attack, p in self.attacks:
+            if attack not in ("harmful", "benign"):
+                raise ValueError(f"unknown attack {attack!r} in attacks")
+            if attack == "harmful" and not (p is not None and 0.0 < p < 1.0):
+                raise ValueError(f"harmful attack needs p in (0, 1), got {p!r}")
+        if any(lam < 0 for lam in self.sweep):
+            raise ValueError(f"sweep holds a negative lambda: {self.sweep}")
+
+    def all_methods(self) -> tuple[MethodSpec, ...]:
+        """The methods, then the sweep's (duplicates dropped)."""
+        sweep = tuple(MethodSpec(self.sweep_base, lam) if lam > 0 else MethodSpec(self.sweep_base)
+                      for lam in self.sweep)
+        return tuple(dict.fromkeys(self.methods + sweep))
+
+    def with_overrides(self, **overrides: Any) -> BenchConfig:
+        unknown = set(overrides) - set(self.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown benchmark setting(s) {sorted(unknown)}")
+        return replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        record = asdict(self)
+        record["methods"] = [m.to_dict() for m in self.methods]
+        record["attacks"] = [list(a) for a in self.attacks]
+        return record
+
+    @classmethod
+    def from_dict(cls, record: dict) -> BenchConfig:
+        record = dict(record)
+        record["methods"] = tuple(MethodSpec(**m) for m in record["methods"])
+        record["attacks"] = tuple((a, p) for a, p in record["attacks"])
+        record["seeds"] = tuple(record["seeds"])
+        record["sweep"] = tuple(record["sweep"])
+        return cls(**record)
+
+
+_BASES = ("ga", "gd", "npo", "dpo", "rmu")
+PRESETS: dict[str, BenchConfig] = {
+    # CI: a tiny world and organism, two methods, one seed (seconds).
+    "smoke": BenchConfig(size="tiny", n_people=60, forget=0.2, seeds=(0,),
+                         methods=(MethodSpec("gd"), MethodSpec("gd", 0.01)),
+                         attacks=(("harmful", 0.3), ("benign", None)), attack_steps=10),
+    # A few minutes: the tiny organism, the headline comparison, three seeds.
+    "fast": BenchConfig(size="tiny", n_people=100, forget=0.2, seeds=(0, 1, 2),
+                        methods=(MethodSpec("ga"), MethodSpec("gd"), MethodSpec("gd", 0.01)),
+                        attack_steps=20),
+    # The documented run (docs/results.md): every base method, SSIUU on each, a lambda sweep.
+    "full": BenchConfig(size="small", seeds=(0, 1, 2),
+                        methods=tuple(MethodSpec(m) for m in _BASES)
+                        + tuple(MethodSpec(m, 0.01) for m in ("ga", "gd", "npo")),
+                        sweep=(0.0, 0.001, 0.003, 0.01, 0.03, 0.1)),
+}

@@ -1,0 +1,213 @@
+"""``RobustnessResult``: rows of the robustness benchmark, with tables, a figure and JSON I/O.
+
+Example:
+    >>> result = RobustnessResult.load("bench-out/robustness.json")   # doctest: +SKIP
+    >>> print(result.table())                                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neuronscope.bench.presets import BenchConfig
+from neuronscope.facts import atomic_write_text
+
+__all__ = ["RobustnessResult", "mean_std"]
+
+_FORMAT = "neuronscope.RobustnessResult/1"
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; NaN for a single value), NaNs dropped.
+
+    Example:
+        >>> mean_std([0.1, 0.3])
+        (0.2, 0.1414213562373095)
+    """
+    values = [float(v) for v in values if not math.isnan(float(v))]
+    if not values:
+        return math.nan, math.nan
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, math.nan
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _cell(values: list[float], signed: bool = False) -> str:
+    mean, std = mean_std(values)
+    if math.isnan(mean):
+        return "n/a"
+    text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
+    return text if math.isnan(std) else f"{text} ± {std:.2f}"
+
+
+@dataclass
+class RobustnessResult:
+    """One benchmark run: a row per (seed, method, attack), accuracy curves, settings, timing.
+
+    Row fields: ``attacked`` (accuracy on the evaluation facts after the attack),
+    ``oracle_attacked``, ``excess_recovery`` (= attacked - oracle_attacked),
+    ``normalised_recovery``, ``forget_accuracy`` / ``retain_accuracy`` after unlearning,
+    ``reached_target``, ``retain_after_attack``. Method ``"oracle"`` rows are the control.
+    """
+
+    config: BenchConfig
+    rows: list[dict]
+    curves: list[dict] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    # --- views ------------------------------------------------------------------------------
+    @property
+    def methods(self) -> list[str]:
+        return list(dict.fromkeys(r["method"] for r in self.rows))
+
+    @property
+    def attacks(self) -> list[str]:
+        return list(dict.fromkeys(r["attack"] for r in self.rows))
+
+    def select(self, method: str, attack: str | None = None, key: str = "attacked") -> list[float]:
+        """``key`` over seeds for one method (and attack; default the first attack)."""
+        attack = attack if attack is not None else self.attacks[0]
+        return [r[key] for r in self.rows if r["method"] == method and r["attack"] == attack]
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+    def summary(self) -> list[dict]:
+        """Mean and std over seeds per (method, attack) of the main numbers."""
+        out = []
+        for method in self.methods:
+            for attack in self.attacks:
+                entry: dict[str, Any] = {"method": method, "attack": attack}
+                for key in ("attacked", "excess_recovery", "normalised_recovery", "forget_accuracy",
+                            "retain_accuracy", "retain_after_attack"):
+                    entry[key], entry[f"{key}_std"] = mean_std(self.select(method, attack, key))
+                entry["n_seeds"] = len(self.select(method, attack))
+                entry["reached_target"] = sum(bool(v) for v in self.select(method, attack, "reached_target"))
+                out.append(entry)
+        return out
+
+    # --- tables -----------------------------------------------------------------------------
+    def table(self, key: str = "attacked") -> str:
+        """Markdown table: one line per method, forget/retain after unlearning, ``key`` per attack.
+
+        Cells are mean ± sample std over seeds. ``key`` may be ``"attacked"``,
+        ``"excess_recovery"`` or ``"normalised_recovery"``.
+        """
+        signed = key == "excess_recovery"
+        header = ["method", "forget acc", "retain acc", "reached target", *self.attacks]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        first = self.attacks[0]
+        for method in self.methods:
+            reached = self.select(method, first, "reached_target")
+            cells = [method, _cell(self.select(method, first, "forget_accuracy")),
+                     _cell(self.select(method, first, "retain_accuracy")),
+                     f"{sum(bool(v) for v in reached)}/{len(reached)}"]
+            cells += [_cell(self.select(method, attack, key), signed=signed) for attack in self.attacks]
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def sweep_table(self) -> str:
+        """Markdown table of the lambda sweep (rows of the sweep's base method, by lambda)."""
+        base = self.config.sweep_base
+        lams = sorted({r["lambda"] for r in self.rows if r["base"] == base})
+        header = ["lambda", "forget acc", "retain acc",
+                  *[f"{a} (excess)" for a in self.attacks]]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for lam in lams:
+            rows = [r for r in self.rows if r["base"] == base and r["lambda"] == lam]
+            method = rows[0]["method"]
+            first = self.attacks[0]
+            cells = [f"{lam:g}", _cell(self.select(method, first, "forget_accuracy")),
+                     _cell(self.select(method, first, "retain_accuracy"))]
+            for attack in self.attacks:
+                excess = _cell(self.select(method, attack, "excess_recovery"), signed=True)
+                cells.append(f"{_cell(self.select(method, attack))} ({excess})")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        """The full report: settings, accuracy after attack, excess recovery, sweep."""
+        parts = [f"# Robustness benchmark ({len(self.config.seeds)} seeds: {list(self.config.seeds)})",
+                 "", "Accuracy on the forgotten facts after the attack (mean ± std over seeds; "
+                 "harmful: part B, benign: the whole forget set; lower is better):", "", self.table(),
+                 "", "Excess recovery = attacked - oracle attacked (0 = no more than a model that "
+                 "never learned the facts):", "", self.table("excess_recovery"),
+                 "", "Normalised recovery = (attacked - unlearned) / (original - unlearned):", "",
+                 self.table("normalised_recovery")]
+        if self.config.sweep:
+            parts += ["", f"Lambda sweep (SSIUU on {self.config.sweep_base}):", "", self.sweep_table()]
+        parts += ["", f"Run time {self.meta.get('seconds', math.nan):.0f} s, torch "
+                      f"{self.meta.get('torch')}, {self.meta.get('threads')} thread(s).", ""]
+        return "\n".join(parts)
+
+    # --- figure -----------------------------------------------------------------------------
+    def figure(self, key: str = "attacked") -> Any:
+        """Plotly bar chart: ``key`` per method, grouped by attack, error bars = std over seeds."""
+        import plotly.graph_objects as go
+
+        from neuronscope.plots.theme import apply_theme, method_color
+
+        fig = go.Figure()
+        for index, method in enumerate(self.methods):
+            stats = [mean_std(self.select(method, attack, key)) for attack in self.attacks]
+            fig.add_trace(go.Bar(
+                name=method, x=self.attacks, y=[m for m, _ in stats],
+                error_y={"type": "data", "array": [0.0 if math.isnan(s) else s for _, s in stats]},
+                marker_color=method_color(method, index)))
+        fig.update_layout(barmode="group")
+        fig.update_yaxes(title_text=key.replace("_", " "))
+        return apply_theme(fig, title=f"Retraining attacks: {key.replace('_', ' ')} "
+                                      f"(mean ± std over {len(self.config.seeds)} seeds)", height=420)
+
+    # --- persistence ------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"format": _FORMAT, "config": self.config.to_dict(), "rows": self.rows,
+                "curves": self.curves, "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> RobustnessResult:
+        if record.get("format") != _FORMAT:
+            raise ValueError(f"not a saved RobustnessResult (format {record.get('format')!r})")
+        return cls(BenchConfig.from_dict(record["config"]), [dict(r) for r in record["rows"]],
+                   [dict(c) for c in record["curves"]], dict(record["meta"]))
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write ``robustness.json`` (lossless), ``robustness.md`` and ``robustness.html``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "robustness.json", json.dumps(self.to_dict(), indent=1))
+        atomic_write_text(folder / "robustness.md", self.markdown())
+        atomic_write_text(folder / "robustness.html", self.figure().to_html(include_plotlyjs="cdn"))
+        return folder / "robustness.json"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RobustnessResult:
+        path = Path(path)
+        if path.is_dir():
+            path = path / "robustness.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"benchmark result {str(path)!r} does not exist")
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+    # --- display ----------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return (f"<RobustnessResult {len(self.methods)} methods x {len(self.attacks)} attacks x "
+                f"{len(self.config.seeds)} seeds, {len(self.rows)} rows>")
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(a)}</th>" for a in self.attacks)
+        body = "".join(
+            "<tr><td>" + html.escape(m) + "</td>"
+            + "".join(f"<td>{html.escape(_cell(self.select(m, a)))}</td>" for a in self.attacks) + "</tr>"
+            for m in self.methods)
+        return (f"<div><b>RobustnessResult</b>: accuracy after attack (mean ± std over "
+                f"{len(self.config.seeds)} seeds)<table><tr><th>method</th>{head}</tr>{body}</table></div>")

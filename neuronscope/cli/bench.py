@@ -1,0 +1,51 @@
+"""``neuronscope bench robustness``: methods x retraining attacks x seeds, tables and figure.
+
+Example:
+    neuronscope bench robustness --preset fast --out bench-out
+    neuronscope bench robustness --preset full --seeds 0 1 2 --out docs/results
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["add_parser", "run_robustness"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="benchmarks (robustness to retraining attacks)")
+    inner = parser.add_subparsers(dest="bench", metavar="BENCHMARK")
+    robust = inner.add_parser("robustness", help="unlearn with each method, then attack (harmful "
+                              "p=0.1, p=0.3, benign) against the oracle control")
+    robust.add_argument("--preset", default="fast", choices=("smoke", "fast", "full"),
+                        help="smoke: seconds; fast: a few minutes (tiny organism); full: the "
+                             "documented run (small organism)")
+    robust.add_argument("--out", default="bench-robustness", type=Path,
+                        help="folder for robustness.json, robustness.md and robustness.html")
+    robust.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
+    robust.add_argument("--methods", help="comma-separated, e.g. 'ga,gd,gd+ssiuu:0.01' "
+                        "(default: the preset's)")
+    robust.add_argument("--sweep", type=float, nargs="*", help="SSIUU lambdas for the sweep")
+    robust.add_argument("--forget-by", choices=("group", "subject", "fact"),
+                        help="forget-set kind (default: the preset's, whole families)")
+    robust.add_argument("--quiet", action="store_true", help="no progress bar")
+    robust.set_defaults(func=run_robustness)
+    parser.set_defaults(func=lambda args: parser.print_help() or 0)
+
+
+def run_robustness(args: argparse.Namespace) -> int:
+    from neuronscope.bench import parse_methods, robustness
+
+    overrides = {}
+    if args.methods:
+        overrides["methods"] = parse_methods(args.methods)
+    if args.sweep is not None:
+        overrides["sweep"] = tuple(args.sweep)
+    if args.forget_by:
+        overrides["forget_by"] = args.forget_by
+    result = robustness(args.preset, seeds=args.seeds, out=str(args.out), progress=not args.quiet,
+                        **overrides)
+    print(result.markdown())
+    print(f"wrote {args.out / 'robustness.json'}, robustness.md, robustness.html")
+    return 0

@@ -1,0 +1,118 @@
+"""The robustness benchmark: settings, tables, persistence, CLI, and a reproducible smoke run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+import neuronscope as ns
+from neuronscope.bench import PRESETS, BenchConfig, MethodSpec, RobustnessResult, mean_std, parse_methods
+from neuronscope.cli import build_parser
+
+
+def test_parse_methods():
+    specs = parse_methods("ga, gd+ssiuu:0.03 ,npo+ssiuu")
+    assert specs == (MethodSpec("ga"), MethodSpec("gd", 0.03), MethodSpec("npo", 0.01))
+    assert [s.label for s in specs] == ["ga", "gd+ssiuu(0.03)", "npo+ssiuu(0.01)"]
+    for bad in ("", "gd+foo", "gd+ssiuu:abc"):
+        with pytest.raises(ValueError):
+            parse_methods(bad)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"seeds": ()}, {"forget_by": "relation"}, {"forget": 1.0}, {"target": "chance"},
+     {"target": 1.5}, {"attacks": (("sneaky", None),)}, {"attacks": (("harmful", 1.0),)},
+     {"sweep": (-0.1,)}],
+)
+def test_config_rejects_bad_settings(overrides):
+    with pytest.raises(ValueError):
+        PRESETS["fast"].with_overrides(**overrides)
+
+
+def test_config_roundtrip_and_sweep_methods():
+    config = PRESETS["full"]
+    assert BenchConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    methods = config.all_methods()
+    assert len(config.sweep) >= 5 and MethodSpec("gd") in methods
+    assert MethodSpec("gd", 0.01) in methods and len(methods) == len(set(methods))
+    assert len(config.seeds) >= 3
+    with pytest.raises(ValueError, match="unknown benchmark setting"):
+        config.with_overrides(colour="red")
+
+
+def test_mean_std_matches_statistics():
+    import statistics
+
+    values = [0.1, 0.4, 0.25]
+    mean, std = mean_std(values)
+    assert mean == pytest.approx(statistics.mean(values)) and std == pytest.approx(statistics.stdev(values))
+    assert math.isnan(mean_std([0.3])[1]) and math.isnan(mean_std([])[0])
+
+
+def _fake_result() -> RobustnessResult:
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 0.2)):
+        for method in ("oracle", "gd", "gd+ssiuu(0.01)"):
+            for attack in ("harmful p=0.3", "benign"):
+                attacked = {"oracle": 0.1, "gd": 0.5, "gd+ssiuu(0.01)": 0.2}[method] + shift
+                rows.append({"seed": seed, "method": method, "base": "gd" if method != "oracle" else "oracle",
+                             "lambda": 0.01 if "ssiuu" in method else 0.0, "attack": attack,
+                             "attacked": attacked, "excess_recovery": attacked - 0.1 - shift,
+                             "normalised_recovery": attacked, "forget_accuracy": 0.08,
+                             "retain_accuracy": 0.95, "reached_target": seed == 0,
+                             "retain_after_attack": 0.9})
+    return RobustnessResult(PRESETS["fast"].with_overrides(seeds=(0, 1), sweep=(0.0, 0.01)), rows,
+                            meta={"seconds": 1.0, "torch": "x", "threads": 1})
+
+
+def test_tables_show_mean_and_std(tmp_path):
+    result = _fake_result()
+    table = result.table().splitlines()
+    assert table[0] == "| method | forget acc | retain acc | reached target | harmful p=0.3 | benign |"
+    gd = next(line for line in table if line.startswith("| gd |"))
+    assert "0.60 ± 0.14" in gd and "1/2" in gd  # mean of 0.5 and 0.7, sample std 0.141
+    assert "+0.40 ± 0.00" in result.table("excess_recovery")
+    assert "0.01" in result.sweep_table()
+    assert "Lambda sweep" in result.markdown()
+    summary = {(s["method"], s["attack"]): s for s in result.summary()}
+    assert summary[("gd", "benign")]["attacked"] == pytest.approx(0.6)
+    path = result.save(tmp_path / "out")
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"robustness.json", "robustness.md",
+                                                                "robustness.html"}
+    loaded = RobustnessResult.load(path)
+    assert loaded.to_dict() == result.to_dict()
+    assert len(result.figure().data) == 3
+    assert "gd" in result._repr_html_() and "3 methods" in repr(result)
+
+
+def test_cli_parses_bench_robustness():
+    args = build_parser().parse_args(["bench", "robustness", "--preset", "smoke", "--seeds", "3", "4",
+                                      "--methods", "gd,gd+ssiuu:0.1", "--out", "x"])
+    assert args.preset == "smoke" and args.seeds == [3, 4] and args.func.__name__ == "run_robustness"
+
+
+def test_robustness_rejects_unknown_preset():
+    with pytest.raises(ValueError, match="preset must be one of"):
+        ns.bench.robustness("huge")
+
+
+@pytest.mark.slow
+def test_smoke_preset_reproduces_its_numbers(tmp_path):
+    """The CI preset (tiny organism, gd and gd+ssiuu, one seed) twice from scratch: same rows.
+
+    The `fast` preset takes minutes here, too long for the test suite; `smoke` runs the same
+    code path on a smaller world."""
+    first = ns.bench.robustness("smoke", cache=str(tmp_path / "a"), progress=False, out=tmp_path / "r")
+    second = ns.bench.robustness("smoke", cache=False, progress=False)
+    assert first.rows == second.rows and first.curves == second.curves
+    methods = {r["method"] for r in first.rows}
+    assert methods == {"oracle", "gd", "gd+ssiuu(0.01)"}
+    for row in first.rows:
+        assert 0.0 <= row["attacked"] <= 1.0
+        assert row["excess_recovery"] == pytest.approx(row["attacked"] - row["oracle_attacked"])
+    oracle = [r for r in first.rows if r["method"] == "oracle"]
+    assert all(r["attacked"] <= first.meta["units"][0]["chance"] + 0.15 for r in oracle)
+    assert RobustnessResult.load(tmp_path / "r").rows == first.rows
