@@ -11,9 +11,12 @@ from neuronscope.organism import Organism, organism
 from neuronscope.report import report
 from neuronscope.scoring import accuracy, answer_logprob
 from neuronscope.tokenization import FactBatch, WordTokenizer, tokenize
+from neuronscope.training import TrainHistory, TrainSettings, finetune
+from neuronscope.unlearning import SSIUU, UnlearnResult, unlearn
 from neuronscope.world import FactWorld
 
 __all__ = [
+    "SSIUU",
     "Diagnosis",
     "Fact",
     "FactBatch",
@@ -22,6 +25,9 @@ __all__ = [
     "NeuronAttribution",
     "Organism",
     "RelearnResult",
+    "TrainHistory",
+    "TrainSettings",
+    "UnlearnResult",
     "WordTokenizer",
     "__version__",
     "accuracy",
@@ -30,10 +36,12 @@ __all__ = [
     "bench",
     "copy_model",
     "diagnose",
+    "finetune",
     "load_model",
     "organism",
     "plots",
     "relearn",
     "report",
     "tokenize",
+    "unlearn",
 ]

@@ -58,6 +58,7 @@ __all__ = [
     "at_most",
     "detached_copy",
     "finetune",
+    "release_graph_tensors",
 ]
 
 
@@ -301,6 +302,16 @@ def detached_copy(model: Any) -> Any:
     return clone
 
 
+def release_graph_tensors(model: Any) -> None:
+    """Detach tensors that bridge modules keep from their last forward (e.g. the attention
+    pattern); after a pass with gradients they pin the autograd graph (memory) and make the
+    model impossible to ``deepcopy``."""
+    for module in model.modules():
+        for name, value in list(vars(module).items()):
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                setattr(module, name, value.detach())
+
+
 def _check_data(data: Mapping[str, FactBatch]) -> None:
     if not data:
         raise ValueError("finetune needs at least one named batch in data")
@@ -428,5 +439,6 @@ def finetune(
         bar.close()
         optimizer.zero_grad(set_to_none=True)
         model.train(was_training)
+        release_graph_tensors(model)
         history.seconds = time.perf_counter() - start
     return model, history

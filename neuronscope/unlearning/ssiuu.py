@@ -1,0 +1,205 @@
+"""SSIUU: a penalty that stops negative attribution from changing during unlearning.
+
+``SSIUU(lam, level="neuron")`` adds, to any unlearning loss, at step ``t``::
+
+    lam * sum_{f in forget minibatch} sum_{(l, i): A_prev[f,l,i] < 0} |A_prev[f,l,i] - A_now[f,l,i]|
+
+Neuron level (default). ``A[f, l, i] = sum_k h[f, k, l, i] * g[f, k, l, i]`` over the fact's
+prompt positions ``k`` (the attribution engine's default positions; ``positions="all"`` takes
+every real token), with ``h`` the activation at ``blocks.{l}.mlp.hook_post`` and ``g`` the
+gradient of ``log P(answer | prompt)`` with respect to ``h``. ``A_now`` uses the current,
+differentiable activation and the *previous* gradient as a constant; ``A_prev`` is the
+previous activation times that same previous gradient. The paper's ``||.||_2`` of a scalar
+is its absolute value.
+
+* Previous = the last step at which the fact was in the forget minibatch: ``A_prev`` and
+  ``g`` are kept per fact (memory: forget facts x prompt positions x layers x d_mlp floats).
+  With a forget minibatch that holds the whole forget set (the default on the organism),
+  that is exactly the previous step.
+* First visit of a fact (step 1 with the whole set): no previous attribution, so no penalty;
+  the step only records ``A`` and ``g``. No warm-up pass is run.
+* Cost: the forget loss's own forward pass supplies ``h`` (read through hooks); ``g`` comes
+  from one extra backward pass of ``sum_f log P_f`` on that same graph, taken with respect
+  to the hooked activations only (no weight gradients), before the main backward. It is
+  needed because the loss gradient is not the gradient of ``log P``: the forget loss
+  weights facts unevenly (NPO, DPO) or is not built on ``log P`` at all (RMU), and the
+  penalty's own gradient flows into the same activations.
+
+Parameter level. ``A_j = theta_j * G_j`` per parameter element of the MLPs of ``layers``
+(input/gate/output projections and biases), ``G`` the gradient of ``sum_f log P_f`` over
+the previous step's forget minibatch (parameters are shared by every fact, so the previous
+step's gradient is used whatever facts it held); the penalty sums ``|A_prev - theta * G|``
+over elements with ``A_prev < 0``. It needs one extra backward pass with weight gradients.
+
+Example:
+    >>> result = unlearn(model, forget, retain, method="gd", ssiuu=SSIUU(1e-3))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from neuronscope.hooks import check_layers, d_mlp, mlp_hook_names
+from neuronscope.tokenization import FactBatch
+
+__all__ = ["LEVELS", "SSIUU", "NeuronPenalty", "ParameterPenalty", "attribution_now"]
+
+LEVELS = ("neuron", "parameter")
+POSITIONS = ("prompt", "all")
+
+
+@dataclass(frozen=True)
+class SSIUU:
+    """Settings of the SSIUU regulariser (compose with any method of :func:`unlearn`).
+
+    Args:
+        lam: penalty weight (>= 0; 0 gives the base method plus bookkeeping).
+        level: ``"neuron"`` (hook-based, default) or ``"parameter"`` (paper appendix).
+        layers: MLP layers whose neurons (or parameters) are regularised; None = all.
+        positions: neuron level: ``"prompt"`` (default, as the attribution engine) or ``"all"``.
+
+    Example:
+        >>> SSIUU(1e-3)
+        SSIUU(lam=0.001, level='neuron', layers=None, positions='prompt')
+    """
+
+    lam: float = 1e-3
+    level: str = "neuron"
+    layers: tuple[int, ...] | None = None
+    positions: str = "prompt"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam < 0:
+            raise ValueError(f"SSIUU lam must be a finite number >= 0, got {self.lam!r}")
+        if self.level not in LEVELS:
+            raise ValueError(f"SSIUU level must be one of {LEVELS}, got {self.level!r}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"SSIUU positions must be one of {POSITIONS}, got {self.positions!r}")
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(layer) for layer in self.layers))
+
+    def to_dict(self) -> dict:
+        record = asdict(self)
+        record["layers"] = list(self.layers) if self.layers is not None else None
+        return record
+
+    def build(self, model: Any, forget: FactBatch) -> NeuronPenalty | ParameterPenalty:
+        """The per-run state (caches) for ``model`` and the full forget batch; validates layers."""
+        layers = check_layers(model, self.layers)
+        if self.level == "neuron":
+            return NeuronPenalty(self, model, layers, forget)
+        return ParameterPenalty(self, model, layers)
+
+
+def _positions(batch: FactBatch, positions: str) -> Bool[Tensor, "fact seq"]:
+    return batch.prompt_mask if positions == "prompt" else batch.attention_mask
+
+
+def attribution_now(h: Float[Tensor, "fact pos neuron"], g: Float[Tensor, "fact pos neuron"]
+                    ) -> Float[Tensor, "fact neuron"]:
+    """``sum_k h[f, k, i] * g[f, k, i]`` (``g`` already zero outside the fact's positions).
+
+    Always reduced over the same padded width, so equal inputs give bit-equal outputs.
+    """
+    return (h * g).sum(1)
+
+
+class NeuronPenalty:
+    """Per-fact caches of the previous gradient and attribution, and the neuron penalty."""
+
+    def __init__(self, config: SSIUU, model: Any, layers: Sequence[int], forget: FactBatch) -> None:
+        self.config, self.layers = config, list(layers)
+        self.hook_names = mlp_hook_names(model, self.layers)
+        n, width = len(forget), int(_positions(forget, config.positions).sum(-1).max())
+        # Rows are [bos] prompt answer, right padded: positions of interest start at 0.
+        self.width = width if config.positions == "prompt" else forget.tokens.shape[1]
+        device = next(model.parameters()).device
+        dtype = next(model.parameters()).dtype
+        shape = (n, len(self.layers), self.width, d_mlp(model))
+        self.grad: Float[Tensor, "fact layer pos neuron"] = torch.zeros(shape, device=device,
+                                                                        dtype=dtype)
+        self.attr: Float[Tensor, "fact layer neuron"] = torch.zeros(
+            (n, len(self.layers), d_mlp(model)), device=device, dtype=dtype)
+        self.seen: Bool[Tensor, " fact"] = torch.zeros(n, dtype=torch.bool, device=device)
+
+    def _padded(self, act: Tensor, rows: FactBatch) -> Tensor:
+        """``act[:, :width]`` masked to the fact's positions and zero-padded to the cache width."""
+        take = min(act.shape[1], self.width)
+        mask = _positions(rows, self.config.positions)[:, :take].unsqueeze(-1).to(act.dtype)
+        part = act[:, :take] * mask
+        if take < self.width:
+            part = torch.cat([part, part.new_zeros(part.shape[0], self.width - take,
+                                                   part.shape[2])], 1)
+        return part
+
+    def penalty(self, acts: Sequence[Tensor], rows: FactBatch, index: Tensor) -> Tensor:
+        """``lam * sum |A_prev - A_now|`` over facts seen before and neurons with ``A_prev < 0``.
+
+        ``acts[j]``: the differentiable activation of layer ``self.layers[j]`` for ``rows``
+        (``[fact, seq, neuron]``); ``index``: the rows' numbers in the full forget batch.
+        """
+        index = index.to(self.seen.device)
+        prev = self.attr[index]
+        now = torch.stack([attribution_now(self._padded(act, rows), self.grad[index, j])
+                           for j, act in enumerate(acts)], 1)
+        active = (prev < 0) & self.seen[index].view(-1, 1, 1)
+        return self.config.lam * torch.where(active, (prev - now).abs(), 0.0).sum()
+
+    def update(self, acts: Sequence[Tensor], logprob: Tensor, rows: FactBatch, index: Tensor,
+               graph_acts: Sequence[Tensor] | None = None) -> None:
+        """Record ``g = d log P / d h`` and ``A = h * g`` at the current weights for ``rows``.
+
+        ``graph_acts`` are the tensors the forward pass produced (``acts`` may be row slices of
+        them); the gradient is taken with respect to those, keeping the graph for the main
+        backward pass.
+        """
+        index = index.to(self.seen.device)
+        sources = list(graph_acts if graph_acts is not None else acts)
+        grads = torch.autograd.grad(logprob.sum(), sources, retain_graph=True, allow_unused=True)
+        n = len(rows)
+        for j, (act, grad) in enumerate(zip(acts, grads, strict=True)):
+            grad = torch.zeros_like(sources[j]) if grad is None else grad
+            g = self._padded(grad[:n].detach(), rows)
+            self.grad[index, j] = g
+            self.attr[index, j] = attribution_now(self._padded(act.detach(), rows), g)
+        self.seen[index] = True
+
+
+class ParameterPenalty:
+    """Previous parameter gradient and attribution, and the parameter-level penalty."""
+
+    def __init__(self, config: SSIUU, model: Any, layers: Sequence[int]) -> None:
+        self.config, self.layers = config, list(layers)
+        blocks = getattr(model, "blocks", None)
+        if blocks is None:
+            raise ValueError("parameter-level SSIUU needs a model with .blocks[l].mlp")
+        params: list[Tensor] = []
+        for layer in self.layers:
+            params.extend(p for p in blocks[layer].mlp.parameters() if p.requires_grad)
+        if not params:
+            raise ValueError(f"layers {self.layers} have no trainable MLP parameters")
+        self.params = params
+        self.grad: list[Tensor] | None = None
+        self.attr: list[Tensor] | None = None
+
+    def penalty(self) -> Tensor:
+        if self.grad is None or self.attr is None:
+            return self.params[0].new_zeros(())
+        total = self.params[0].new_zeros(())
+        for p, g, prev in zip(self.params, self.grad, self.attr, strict=True):
+            total = total + torch.where(prev < 0, (prev - p * g).abs(), 0.0).sum()
+        return self.config.lam * total
+
+    def update(self, logprob: Tensor) -> None:
+        grads = torch.autograd.grad(logprob.sum(), self.params, retain_graph=True,
+                                    allow_unused=True)
+        self.grad = [torch.zeros_like(p) if g is None else g.detach()
+                     for p, g in zip(self.params, grads, strict=True)]
+        self.attr = [p.detach() * g for p, g in zip(self.params, self.grad, strict=True)]
