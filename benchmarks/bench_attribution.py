@@ -134,7 +134,7 @@ def captum_per_layer(model: Any, facts: Any, layers: list[int], steps: int, meth
     return scores
 
 
-def bare_passes(model: Any, facts: Any, layers: list[int], steps: int) -> None:
+def bare_passes(model: Any, facts: Any, layers: list[int], steps: int, target: str = "prob") -> float:
     """The forward and backward passes exact integrated gradients cannot avoid: for each
     layer, all steps of all facts, from the layer's MLP output projection upward, logits
     only at the positions that predict an answer token, facts grouped by exact length (no
@@ -158,7 +158,8 @@ def bare_passes(model: Any, facts: Any, layers: list[int], steps: int) -> None:
             hidden = _expand(base, n, steps) + out(h)
             if layer + 1 < n_layers(model):
                 hidden = capture.run_from(model, layer + 1, hidden, steps)
-            value = readout.logprob(_unembed(model, hidden, readout)).exp()
+            value = readout.logprob(_unembed(model, hidden, readout))
+            value = value.exp() if target == "prob" else value
             torch.autograd.grad(value.sum(), h)
     return time.perf_counter() - start
 
@@ -188,7 +189,7 @@ def gpt2_shaped(world: Any, seed: int = 0) -> Any:
         tokenizer.save_pretrained(folder)
         from neuronscope.models import _bridge_class
 
-        model = _bridge_class().boot_transformers(folder, hf_model=hf_model, tokenizer=tokenizer,
+        model = _bridge_class().boot_transformers(folder, hf_model=hf_model,
                                                   device="cpu")
     model.eval()
     return model
@@ -198,22 +199,25 @@ def gpt2_shaped(world: Any, seed: int = 0) -> Any:
 
 
 def run_case(label: str, model: Any, facts: Any, *, steps: int, ref_facts: int, captum_ibs: int | None,
-             ablations: bool, repeats: int) -> dict:
+             ablations: bool, repeats: int, target: str) -> dict:
     layers = list(range(n_layers(model)))
     print(f"\n== {label}: {len(facts)} facts, {len(layers)} layers, d_mlp {model.cfg.d_mlp}, "
-          f"vocab {model.cfg.d_vocab}, {steps} Gauss-Legendre steps ==", flush=True)
+          f"vocab {model.cfg.d_vocab}, {steps} Gauss-Legendre steps, target {target} ==", flush=True)
     attribute(model, facts[:2], steps=2, progress=False)  # warm-up
 
     def engine(options: EngineOptions | None = None) -> Any:
-        return attribute(model, facts, steps=steps, progress=False, _options=options)
+        return attribute(model, facts, steps=steps, target=target, progress=False, _options=options)
 
     rows = [measure("neuronscope engine", engine, repeats)]
     rows.append(measure("captum IntegratedGradients per layer",
-                        lambda: captum_per_layer(model, facts, layers, steps, "gausslegendre", captum_ibs)))
+                        lambda: captum_per_layer(model, facts, layers, steps, "gausslegendre", captum_ibs,
+                                                 target)))
     sub = facts[:ref_facts]
     rows.append(measure(f"reference loop ({len(sub)} facts)",
-                        lambda: attribute(model, sub, steps=steps, progress=False, engine="reference")))
-    rows.append(measure("bare passes (lower bound)", lambda: bare_passes(model, facts, layers, steps)))
+                        lambda: attribute(model, sub, steps=steps, target=target, progress=False,
+                                          engine="reference")))
+    rows.append(measure("bare passes (lower bound)",
+                        lambda: bare_passes(model, facts, layers, steps, target)))
     if ablations:
         for name, options in [("without the MLP shortcut", EngineOptions(mlp_shortcut=False)),
                               ("without residual caching", EngineOptions(cache_residual=False)),
@@ -229,7 +233,8 @@ def run_case(label: str, model: Any, facts: Any, *, steps: int, ref_facts: int, 
     engine_seconds = rows[0]["seconds"]
     ref_per_fact = rows[2]["seconds"] / len(sub)
     summary = {
-        "facts": len(facts), "layers": len(layers), "steps": steps, "mode": fast.meta.get("mode"),
+        "target": target, "facts": len(facts), "layers": len(layers), "steps": steps,
+        "mode": fast.meta.get("mode"),
         "chunks": fast.meta.get("chunks"),
         "engine_s": engine_seconds,
         "captum_s": rows[1]["seconds"],
@@ -265,6 +270,8 @@ def main() -> None:
     parser.add_argument("--organism-facts", type=int, default=200)
     parser.add_argument("--gpt2-facts", type=int, default=32)
     parser.add_argument("--gpt2-steps", type=int, help="steps for the GPT-2-shaped case (default --steps)")
+    parser.add_argument("--gpt2-target", default="logprob", choices=("prob", "logprob"),
+                        help="P(answer) of a random 50k-vocabulary model is ~1e-10, so compare log P")
     parser.add_argument("--ref-facts", type=int, default=10, help="facts the slow reference runs on")
     parser.add_argument("--captum-ibs", type=int, default=0,
                         help="captum internal_batch_size for the GPT-2 case (0: all steps at once)")
@@ -287,7 +294,8 @@ def main() -> None:
         facts = world.facts[: args.organism_facts]
         results["organism"] = run_case("organism (small)", org.model, facts, steps=args.steps,
                                        ref_facts=args.ref_facts, captum_ibs=None,
-                                       ablations=not args.no_ablations, repeats=args.repeats)
+                                       ablations=not args.no_ablations, repeats=args.repeats,
+                                       target="prob")
     if "gpt2" in cases:
         model = gpt2_shaped(world)
         facts = world.facts[: args.gpt2_facts]
@@ -295,7 +303,7 @@ def main() -> None:
                                    steps=args.gpt2_steps or args.steps,
                                    ref_facts=min(args.ref_facts, 2 if not args.quick else 1),
                                    captum_ibs=args.captum_ibs or None, ablations=not args.no_ablations,
-                                   repeats=args.repeats)
+                                   repeats=args.repeats, target=args.gpt2_target)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
