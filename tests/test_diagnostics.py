@@ -248,6 +248,18 @@ def test_verify_needs_neurons_when_nothing_is_flagged(synthetic_case):
         same.verify(None, None, target)
 
 
+def test_collapsed_probability_is_noted(synthetic_case):
+    target, control, before, after = synthetic_case
+    collapsed = NeuronAttribution(scores=after.scores, layers=after.layers, fact_ids=after.fact_ids,
+                                  method="ig", steps=4, target="prob",
+                                  target_input=torch.full((len(after.fact_ids),), 1e-6))
+    with pytest.warns(UserWarning, match="target='logprob'"):
+        diag = diagnose(before, collapsed, target, control=control, n_permutations=300, alpha=0.05)
+    assert "note:" in diag.summary() and diag.meta["notes"]
+    fine = diagnose(before, after, target, control=control, n_permutations=300, alpha=0.05)
+    assert fine.meta["notes"] == []
+
+
 def test_diagnose_with_a_control_fine_tune_null(synthetic_case):
     target, control, before, after = synthetic_case
     g = torch.Generator().manual_seed(9)

@@ -32,6 +32,7 @@ def unlearned_folder(hf_folders, tmp_path_factory):
     return folder
 
 
+@pytest.mark.filterwarnings("ignore:the original model gives")  # a random model knows nothing
 def test_cli_diagnose_folders_end_to_end(hf_folders, unlearned_folder, tmp_path, capsys):
     facts, control = tmp_path / "forget.jsonl", tmp_path / "retain.jsonl"
     _char_facts("x", 8).to_jsonl(facts)

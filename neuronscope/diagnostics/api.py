@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -144,6 +145,38 @@ def _check_attributions(pairs: Sequence[tuple[str, Any]]) -> None:
                              f"{first.scores.shape[2]} vs {attr.scores.shape[2]}")
 
 
+COLLAPSED_P = 1e-3
+# used when neither argument nor a precomputed attribution says otherwise
+ATTRIBUTION_DEFAULTS = {"method": "ig", "steps": 20, "target": "prob", "positions": "prompt", "layers": None}
+
+
+def _median_target(attr: Any, facts: list[Fact]) -> float | None:
+    values = getattr(attr, "target_input", None)
+    if getattr(attr, "target", None) != "prob" or values is None:
+        return None
+    if all(f.id is not None for f in facts):
+        index = {fid: i for i, fid in enumerate(attr.fact_ids)}
+        values = values[[index[f.id] for f in facts if f.id in index]]
+    else:
+        values = values[: len(facts)]
+    return float(values.median()) if len(values) else None
+
+
+def _collapse_notes(before_attr: Any, after_attr: Any, facts: list[Fact]) -> list[str]:
+    """Notes on P-target attributions that cannot be read: the original model does not know
+    the facts, or the unlearned model gives them almost no probability (every attribution of
+    P is scaled by P, so D+ and D- vanish and the result reads as erasing)."""
+    before, after = _median_target(before_attr, facts), _median_target(after_attr, facts)
+    if before is not None and before < COLLAPSED_P:
+        return [f"the original model gives the target answers a median P of {before:.1e}: it may not "
+                "know these facts (check ns.accuracy); D+ and D- of facts it never knew mean little"]
+    if after is not None and after < COLLAPSED_P:
+        return [f"the unlearned model's median P(answer) on the target facts is {after:.1e}: with "
+                "target='prob' every attribution (and so D+ and D-) is scaled by P and vanishes, "
+                "which reads as erasing; diagnose again with target='logprob' and rely on the flags"]
+    return []
+
+
 def _resolve_permute_by(permute_by: str, target: list[Fact], control: list[Fact]) -> str:
     """``auto``: subjects when they do not straddle target and control, else single facts."""
     if permute_by != "auto":
@@ -168,10 +201,10 @@ def diagnose(
     *,
     control: Iterable[Fact] | None = None,
     control_after: Any = None,
-    method: str = "ig",
-    steps: int = 20,
-    target: str = "prob",
-    positions: str = "prompt",
+    method: str | None = None,
+    steps: int | None = None,
+    target: str | None = None,
+    positions: str | None = None,
     layers: Sequence[int] | None = None,
     alpha: float = 0.01,
     n_permutations: int = 1000,
@@ -184,9 +217,11 @@ def diagnose(
 ) -> Diagnosis:
     """Compare a model before and after unlearning on the target ``facts``.
 
-    ``before`` / ``after`` are models (attributed here with ``method``) or precomputed
-    ``NeuronAttribution`` objects covering ``facts`` and ``control`` (reused as they are;
-    ``attributions=(A_before, A_after)`` does the same). A null is required: ``control``
+    ``before`` / ``after`` are models (attributed here with ``method``, ``steps``, ``target``,
+    ``positions``, ``layers``: by default integrated gradients of P(answer), 20 steps, prompt
+    positions, every layer) or precomputed ``NeuronAttribution`` objects covering ``facts``
+    and ``control`` (reused as they are; ``attributions=(A_before, A_after)`` does the same).
+    Settings left at None follow a precomputed attribution when one is given. A null is required: ``control``
     facts (typically the retain facts), and/or ``control_after``, a model fine-tuned from
     ``before`` for as many steps on unrelated data (or its attribution on ``facts``).
 
@@ -234,8 +269,13 @@ def diagnose(
         check_tokenizable(model, target_facts, tokenizer, name="facts")
         if control_facts:
             check_tokenizable(model, control_facts, tokenizer, name="control")
-    options = dict(method=method, steps=steps, target=target, positions=positions, layers=layers,
-                   progress=progress, tokenizer=tokenizer, **(attribute_kwargs or {}))
+    given = next((a for a in (before_attr, after_attr, control_after)
+                  if a is not None and _is_attribution(a)), None)
+    chosen = {"method": method, "steps": steps, "target": target, "positions": positions, "layers": layers}
+    for key, default in ATTRIBUTION_DEFAULTS.items():
+        if chosen[key] is None:
+            chosen[key] = getattr(given, key, default) if given is not None else default
+    options = dict(**chosen, progress=progress, tokenizer=tokenizer, **(attribute_kwargs or {}))
 
     def attribution_of(value: Any, given: Any, facts_for: list[Fact]) -> Any:
         if given is not None:
@@ -255,6 +295,9 @@ def diagnose(
         pairs.append(("control_after", null_attr))
     _check_attributions(pairs)
 
+    notes = _collapse_notes(before_attr, after_attr, target_facts)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
     target_before = _rows(before_attr, target_facts, "before")
     target_after = _rows(after_attr, target_facts, "after")
     deltas = summarise(target_before, target_after)
@@ -284,7 +327,7 @@ def diagnose(
     null_names = {"control": f"{len(control_facts or [])} control facts", "finetune": "a control fine-tune"}
     meta = {
         "method": before_attr.method, "steps": int(before_attr.steps), "target": before_attr.target,
-        "positions": getattr(before_attr, "positions", positions),
+        "positions": getattr(before_attr, "positions", chosen["positions"]),
         "before_model": getattr(before_attr, "model_name", ""),
         "after_model": getattr(after_attr, "model_name", ""),
         "n_target": len(target_facts), "n_control": len(control_facts or []),
@@ -296,6 +339,7 @@ def diagnose(
                       + f"), {n_permutations} permutations by {permute_by}"),
         "n_permutations": n_permutations, "permute_by": permute_by, "seed": seed,
         "s0": {k: t.s0 for k, t in tests.items()},
+        "notes": notes,
     }
     return Diagnosis(
         d_plus=deltas.d_plus, d_minus=deltas.d_minus, layers=list(before_attr.layers),

@@ -254,6 +254,8 @@ class Diagnosis:
                              f"{row.null_d_minus:>10.4g} {row.statistic:>8.2f} {row.p_adjusted:>7.4f}")
             if len(flagged) > k:
                 lines.append(f"  ... and {len(flagged) - k} more")
+        for note in meta.get("notes", []):
+            lines.append(f"  note: {note}")
         if self.verification is not None:
             lines.append(self.verification.summary())
         return "\n".join(lines)
