@@ -287,6 +287,8 @@ def test_diagnose_rejects_bad_input(synthetic_case):
                               steps=4, target="prob")
     with pytest.raises(ValueError, match="different layers"):
         diagnose(before, other, target, control=control)
+    with pytest.raises(ValueError, match="hold both target"):
+        diagnose(before, after, target, control=target[:4] + control, permute_by="subject")
     unknown = [Fact("never attributed", "x", id="zzz")]
     with pytest.raises(ValueError, match="lacks facts"):
         diagnose(before, after, unknown + target, control=control)

@@ -179,6 +179,13 @@ def _collapse_notes(before_attr: Any, after_attr: Any, facts: list[Fact]) -> lis
 
 def _resolve_permute_by(permute_by: str, target: list[Fact], control: list[Fact]) -> str:
     """``auto``: subjects when they do not straddle target and control, else single facts."""
+    if permute_by in ("subject", "group") and control:
+        shared = {getattr(f, permute_by) for f in target if getattr(f, permute_by)} & {
+            getattr(f, permute_by) for f in control if getattr(f, permute_by)}
+        if shared:
+            raise ValueError(f"permute_by={permute_by!r}: {len(shared)} {permute_by}(s) hold both target "
+                             f"and control facts (e.g. {sorted(shared)[0]!r}); use permute_by='fact' or "
+                             "control facts about other subjects")
     if permute_by != "auto":
         return permute_by
     if not control:
@@ -251,6 +258,7 @@ def diagnose(
     if control_facts is None and control_after is None:
         raise ValueError("diagnose needs a null: control facts (e.g. the retain facts) and/or "
                          "control_after (a model fine-tuned on unrelated data)")
+    permute_by = _resolve_permute_by(permute_by, target_facts, control_facts or [])
     if attributions is not None:
         if len(attributions) != 2 or not all(_is_attribution(a) for a in attributions):
             raise ValueError("attributions must be a pair (before, after) of NeuronAttribution")
@@ -306,7 +314,6 @@ def diagnose(
 
     tests: dict[str, NullTest] = {}
     control_mean = null_mean = None
-    permute_by = _resolve_permute_by(permute_by, target_facts, control_facts or [])
     clusters = None
     if permute_by != "fact":
         clusters = cluster_labels([getattr(f, permute_by) or f"#{i}" for i, f in enumerate(everything)])
