@@ -14,6 +14,10 @@ Guarantees:
 * A non-finite loss or gradient stops the run *before* the optimiser step that would use it,
   so the returned model holds the weights of the last finite step; the history is marked
   (``non_finite=True``, ``stopped_reason="non_finite"``) and a ``RuntimeWarning`` is issued.
+  Should the weights themselves have become non-finite (a callback, an overflow), they are
+  restored from the snapshot taken at the last evaluation step whose weights were finite
+  (``history.restored_step``; snapshots are CPU copies, taken only when
+  ``settings.snapshot=True``, the default).
 
 Example:
     >>> def nll(model, batches, step):                                   # doctest: +SKIP
@@ -112,6 +116,7 @@ class TrainSettings:
     eval_every: int = 10
     seed: int = 0
     train_mode: bool = False
+    snapshot: bool = True
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
@@ -207,6 +212,7 @@ class TrainHistory:
     non_finite: bool = False
     settings: dict = field(default_factory=dict)
     seconds: float = 0.0
+    restored_step: int | None = None
 
     @property
     def n_steps(self) -> int:
@@ -238,13 +244,15 @@ class TrainHistory:
 
     def to_dict(self) -> dict:
         return {"steps": self.steps, "stopped_reason": self.stopped_reason,
-                "non_finite": self.non_finite, "settings": self.settings, "seconds": self.seconds}
+                "non_finite": self.non_finite, "settings": self.settings, "seconds": self.seconds,
+                "restored_step": self.restored_step}
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> TrainHistory:
         return cls(steps=[dict(r) for r in record["steps"]],
                    stopped_reason=record["stopped_reason"], non_finite=record["non_finite"],
-                   settings=dict(record.get("settings", {})), seconds=record.get("seconds", 0.0))
+                   settings=dict(record.get("settings", {})), seconds=record.get("seconds", 0.0),
+                   restored_step=record.get("restored_step"))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as JSON, atomically (non-finite floats are kept as JSON ``NaN``/``Infinity``)."""
@@ -334,6 +342,13 @@ def _finite(value: Tensor) -> bool:
     return bool(torch.isfinite(value).all())
 
 
+def _snapshot(params: Sequence[Tensor]) -> list[Tensor] | None:
+    """CPU copies of ``params``, or None when any is non-finite."""
+    if not all(_finite(p) for p in params):
+        return None
+    return [p.detach().to("cpu", copy=True) for p in params]
+
+
 def finetune(
     model: Any,
     loss_fn: LossFn,
@@ -385,6 +400,7 @@ def finetune(
     try:
         metrics = _evaluate(model, evaluate)
         history.steps.append({"step": 0, "evaluated": evaluate is not None, **metrics})
+        saved = (0, _snapshot(params)) if settings.snapshot else None
         if stop_when is not None and stop_when(metrics):
             history.stopped_reason = "target"
             return model, history
@@ -415,10 +431,18 @@ def finetune(
                 record["updated"] = False
                 history.steps.append(record)
                 history.non_finite, history.stopped_reason = True, "non_finite"
-                warnings.warn(
-                    f"non-finite loss or gradient at step {step + 1}; stopped before applying it, "
-                    f"the model keeps the weights after step {step}", RuntimeWarning,
-                    stacklevel=2)
+                kept = f"the model keeps the weights after step {step}"
+                if not all(_finite(p) for p in params):
+                    if saved is None or saved[1] is None:
+                        kept = "the weights are non-finite and no finite snapshot exists"
+                    else:
+                        with torch.no_grad():
+                            for p, value in zip(params, saved[1], strict=True):
+                                p.copy_(value.to(p.device))
+                        history.restored_step = saved[0]
+                        kept = f"the weights were non-finite: restored those after step {saved[0]}"
+                warnings.warn(f"non-finite loss or gradient at step {step + 1}; stopped before "
+                              f"applying it; {kept}", RuntimeWarning, stacklevel=2)
                 break
             optimizer.step()
             record["seconds"] = time.perf_counter() - tick
@@ -428,6 +452,10 @@ def finetune(
             if (step + 1) % settings.eval_every == 0 or is_last:
                 record["evaluated"] = evaluate is not None
                 record.update(_evaluate(model, evaluate))
+                if settings.snapshot:
+                    latest = _snapshot(params)
+                    if latest is not None:
+                        saved = (step + 1, latest)
             history.steps.append(record)
             if record.get("evaluated") and stop_when is not None and stop_when(record):
                 history.stopped_reason = "target"

@@ -49,7 +49,7 @@ RETAIN_LOSSES = ("nll", "kl", "activations")
 
 COMMON_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
-    "max_steps": 200,
+    "max_steps": 100,
     "batch_size": 64,
     "retain_batch_size": 64,
     "eval_every": 5,
@@ -79,10 +79,10 @@ METHODS: dict[str, Method] = {
     "ga": Method("ga", "gradient ascent on the forget NLL", needs_retain=False, retain_loss=None,
                  defaults={"lr": 1e-3, "retain_weight": 0.0}),
     "gd": Method("gd", "gradient difference: ascent on forget, descent on retain",
-                 needs_retain=True, retain_loss="nll", defaults={"lr": 1e-3, "retain_weight": 1.0}),
+                 needs_retain=True, retain_loss="nll", defaults={"lr": 1e-3, "retain_weight": 3.0}),
     "npo": Method("npo", "negative preference optimisation", needs_retain=True, retain_loss="nll",
                   uses_reference_logprob=True,
-                  defaults={"lr": 2e-3, "beta": 0.1, "retain_weight": 1.0}),
+                  defaults={"lr": 1e-3, "beta": 0.1, "retain_weight": 3.0}),
     "simnpo": Method("simnpo", "reference-free NPO, length-normalised", needs_retain=True,
                      retain_loss="nll",
                      defaults={"lr": 2e-3, "beta": 2.5, "gamma": 0.0, "retain_weight": 1.0}),

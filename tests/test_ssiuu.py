@@ -1,0 +1,185 @@
+"""The SSIUU penalty: zero when attributions do not change, the cached attributions equal a
+slow per-fact reference, and its gradient matches finite differences (float64)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from neuronscope.scoring import batch_for
+from neuronscope.tokenization import FactBatch
+from neuronscope.training import detached_copy
+from neuronscope.unlearning import SSIUU
+from neuronscope.unlearning.forward import answer_logprobs, forward
+from neuronscope.unlearning.ssiuu import NeuronPenalty, ParameterPenalty
+
+
+def _batch() -> FactBatch:
+    """Four rows of [bos] prompt answer with different prompt/answer lengths, right padded."""
+    gen = torch.Generator().manual_seed(0)
+    lengths = [(5, 3), (4, 2), (6, 1), (3, 3)]
+    width = max(p + a for p, a in lengths)
+    tokens = torch.zeros(4, width, dtype=torch.long)
+    masks = [torch.zeros(4, width, dtype=torch.bool) for _ in range(3)]
+    for row, (p, a) in enumerate(lengths):
+        tokens[row, : p + a] = torch.randint(3, 50, (p + a,), generator=gen)
+        tokens[row, 0] = 1
+        masks[0][row, : p + a] = True
+        masks[1][row, :p] = True
+        masks[2][row, p : p + a] = True
+    return FactBatch(tokens, *masks)
+
+
+@pytest.fixture
+def tiny64(native_factory):
+    return native_factory("ln_gelu", d_vocab=50, seed=1).to(torch.float64)
+
+
+def _v(tensor):
+    return float(tensor.detach())
+
+
+def _acts_logp(model, batch, penalty):
+    out = forward(model, batch, penalty.hook_names)
+    acts = [out.acts[name] for name in penalty.hook_names]
+    return acts, answer_logprobs(out.logits, batch)[0]
+
+
+def _perturb(model, scale=0.05, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+
+
+def test_cached_attribution_matches_per_fact_reference(tiny64):
+    batch = _batch()
+    index = torch.arange(len(batch))
+    penalty = SSIUU(0.3).build(tiny64, batch)
+    acts, logp = _acts_logp(tiny64, batch, penalty)
+    penalty.update(acts, logp, batch, index)
+    for row in range(len(batch)):
+        one = batch[row : row + 1]
+        out = forward(tiny64, one, penalty.hook_names)
+        lp = answer_logprobs(out.logits, one)[0].sum()
+        for j, name in enumerate(penalty.hook_names):
+            h = out.acts[name]
+            (g,) = torch.autograd.grad(lp, h, retain_graph=True)
+            prompt = one.prompt_mask[0]
+            expected = (h[0, prompt] * g[0, prompt]).sum(0)
+            torch.testing.assert_close(penalty.attr[row, j], expected.detach(), rtol=1e-9,
+                                       atol=1e-12)
+
+
+@pytest.mark.parametrize("level", ["neuron", "parameter"])
+def test_penalty_zero_when_attributions_unchanged_and_positive_after_a_change(tiny64, level):
+    model = detached_copy(tiny64)
+    batch = _batch()
+    index = torch.arange(len(batch))
+    penalty = SSIUU(0.3, level=level).build(model, batch)
+    if level == "neuron":
+        acts, logp = _acts_logp(model, batch, penalty)
+        assert _v(penalty.penalty(acts, batch, index)) == 0.0, "no previous attribution yet"
+        penalty.update(acts, logp, batch, index)
+        acts, _ = _acts_logp(model, batch, penalty)
+        assert _v(penalty.penalty(acts, batch, index)) == 0.0
+        assert bool((penalty.attr < 0).any()), "there are negative attributions to guard"
+        _perturb(model)
+        acts, _ = _acts_logp(model, batch, penalty)
+        assert _v(penalty.penalty(acts, batch, index)) > 0
+    else:
+        assert _v(penalty.penalty()) == 0.0
+        _, logp = _acts_logp(model, batch, SSIUU(0.3).build(model, batch))
+        penalty.update(logp)
+        assert _v(penalty.penalty()) == 0.0
+        _perturb(model)
+        assert _v(penalty.penalty()) > 0
+
+
+def test_penalty_matches_its_definition(tiny64):
+    """lam * sum over (fact, layer, neuron) with A_prev < 0 of |A_prev - h_now . g_prev|."""
+    model = detached_copy(tiny64)
+    batch = _batch()
+    index = torch.arange(len(batch))
+    penalty = SSIUU(0.3).build(model, batch)
+    acts, logp = _acts_logp(model, batch, penalty)
+    penalty.update(acts, logp, batch, index)
+    _perturb(model)
+    acts, _ = _acts_logp(model, batch, penalty)
+    value = _v(penalty.penalty(acts, batch, index))
+    expected = 0.0
+    for f in range(len(batch)):
+        prompt = batch.prompt_mask[f]
+        n = int(prompt.sum())
+        for j, h in enumerate(acts):
+            now = (h[f, :n] * penalty.grad[f, j, :n]).sum(0)
+            prev = penalty.attr[f, j]
+            expected += float(((prev - now).abs() * (prev < 0)).sum())
+    assert value == pytest.approx(0.3 * expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("level", ["neuron", "parameter"])
+def test_penalty_gradient_matches_finite_differences(tiny64, level):
+    model = detached_copy(tiny64)
+    batch = _batch()
+    index = torch.arange(len(batch))
+    probe = SSIUU(0.3).build(model, batch)
+    penalty = SSIUU(0.3, level=level).build(model, batch)
+    acts, logp = _acts_logp(model, batch, probe)
+    if level == "neuron":
+        penalty.update(acts, logp, batch, index)
+    else:
+        penalty.update(logp)
+    _perturb(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def value():
+        if level == "parameter":
+            return penalty.penalty()
+        return penalty.penalty(_acts_logp(model, batch, penalty)[0], batch, index)
+
+    grads = torch.autograd.grad(value(), params, allow_unused=True)
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(3):
+        direction = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
+        analytic = sum(float((g * d).sum()) for g, d in zip(grads, direction, strict=True)
+                       if g is not None)
+        eps = 1e-6
+        with torch.no_grad():
+            for p, d in zip(params, direction, strict=True):
+                p.add_(eps * d)
+            plus = _v(value())
+            for p, d in zip(params, direction, strict=True):
+                p.sub_(2 * eps * d)
+            minus = _v(value())
+            for p, d in zip(params, direction, strict=True):
+                p.add_(eps * d)
+        numeric = (plus - minus) / (2 * eps)
+        assert analytic != 0.0
+        assert numeric == pytest.approx(analytic, rel=1e-5, abs=1e-9)
+
+
+def test_penalty_only_on_facts_seen_before(tiny_org, forget_retain):
+    forget, _ = forget_retain
+    batch = batch_for(tiny_org.model, forget)[:6]
+    model = detached_copy(tiny_org.model)
+    penalty = SSIUU(1.0).build(model, batch)
+    assert isinstance(penalty, NeuronPenalty)
+    first = torch.arange(3)
+    acts, logp = _acts_logp(model, batch[first], penalty)
+    penalty.update(acts, logp, batch[first], first)
+    _perturb(model, scale=0.01)
+    rest = torch.arange(3, 6)
+    acts, _ = _acts_logp(model, batch[rest], penalty)
+    assert _v(penalty.penalty(acts, batch[rest], rest)) == 0.0
+    acts, _ = _acts_logp(model, batch[first], penalty)
+    assert _v(penalty.penalty(acts, batch[first], first)) > 0
+
+
+def test_parameter_level_uses_mlp_parameters(tiny_org, forget_retain):
+    forget, _ = forget_retain
+    batch = batch_for(tiny_org.model, forget)
+    penalty = SSIUU(1.0, level="parameter", layers=(1,)).build(tiny_org.model, batch)
+    assert isinstance(penalty, ParameterPenalty)
+    ids = {id(p) for p in tiny_org.model.blocks[1].mlp.parameters()}
+    assert {id(p) for p in penalty.params} == ids
