@@ -299,6 +299,7 @@ def _char_facts(prefix: str, n: int):
                     id=f"{prefix}{i}") for i in range(n)]
 
 
+@pytest.mark.filterwarnings("ignore:the original model gives")  # a random model knows nothing
 def test_llama_checkpoint_folder_end_to_end(hf_folders, tmp_path):
     before = ns.load_model(hf_folders["llama"])
     after = ns.copy_model(before)
@@ -320,3 +321,30 @@ def test_llama_checkpoint_folder_end_to_end(hf_folders, tmp_path):
         diag.verify(before, after, forget, neurons=[(1, 64)])
     with pytest.raises(ValueError, match="unknown token"):
         diagnose(before, after, [ns.Fact("caf\u00e9 is", "ok")], control=control, progress=False)
+
+
+# --- GA against GD + SSIUU ------------------------------------------------------------------
+_GA_SSIUU_REASON = (
+    "measured on the tiny organism (IG, 8 steps): with target='prob' unlearning drives P(answer) to ~0, "
+    "every attribution vanishes along the IG path and both hide indices are ~0.00 (GA 0.000, GD+SSIUU "
+    "0.000-0.041 over lam 0.01-1, lr 1e-3 or 3e-4); with target='logprob' GA 0.76-0.93 < GD+SSIUU "
+    "0.97-0.99. The paper's ordering is not reproduced here; see the diagnostics report note.")
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:the unlearned model's median P")  # the collapse it documents
+@pytest.mark.xfail(strict=True, reason=_GA_SSIUU_REASON)
+def test_ga_hides_more_than_gd_with_ssiuu(case):
+    from neuronscope.unlearning import SSIUU, unlearn
+
+    forget, retain = case["forget"], case["retain"]
+    ga = unlearn(case["before"], forget, retain, method="ga", max_steps=100, progress=False)
+    ssiuu = unlearn(case["before"], forget, retain, method="gd", ssiuu=SSIUU(0.1), max_steps=100,
+                    progress=False)
+    assert ga.forget_accuracy <= 0.2 and ssiuu.forget_accuracy <= 0.2
+    hide = {}
+    for name, result in (("ga", ga), ("ssiuu", ssiuu)):
+        diag = diagnose(case["before_attr"], result.model, forget, control=retain, steps=STEPS,
+                        progress=False)
+        hide[name] = diag.hide_index
+    assert hide["ga"] > hide["ssiuu"], hide
