@@ -80,16 +80,17 @@ def _release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def measure(name: str, fn: Callable[[], Any], repeats: int = 1) -> dict:
-    best, result, peak = float("inf"), None, 0.0
-    for _ in range(repeats):
-        with PeakRSS() as mem:
-            start = time.perf_counter()
-            result = fn()
-            seconds = time.perf_counter() - start
-        best, peak = min(best, seconds), max(peak, mem.mib)
-    print(f"  {name:<34} {best:9.2f} s   peak +{peak:8.1f} MiB", flush=True)
-    return {"name": name, "seconds": best, "peak_mib": peak, "result": result}
+def measure(name: str, fn: Callable[[], Any], log: dict) -> Any:
+    """Run ``fn`` once; append its wall time and peak memory to ``log[name]``."""
+    with PeakRSS() as mem:
+        start = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - start
+    entry = log.setdefault(name, {"seconds": [], "peak_mib": []})
+    entry["seconds"].append(seconds)
+    entry["peak_mib"].append(mem.mib)
+    print(f"  {name:<40} {seconds:9.2f} s   peak +{mem.mib:8.1f} MiB", flush=True)
+    return result
 
 
 # --- the competitors -------------------------------------------------------------------
@@ -199,7 +200,9 @@ def gpt2_shaped(world: Any, seed: int = 0) -> Any:
 
 
 def run_case(label: str, model: Any, facts: Any, *, steps: int, ref_facts: int, captum_ibs: int | None,
-             ablations: bool, repeats: int, target: str) -> dict:
+             ablations: list[str], rounds: int, target: str) -> dict:
+    """Every method once per round, round-robin (so that a burst of load from other
+    processes hits all of them alike); the figures use each method's fastest round."""
     layers = list(range(n_layers(model)))
     print(f"\n== {label}: {len(facts)} facts, {len(layers)} layers, d_mlp {model.cfg.d_mlp}, "
           f"vocab {model.cfg.d_vocab}, {steps} Gauss-Legendre steps, target {target} ==", flush=True)
@@ -208,57 +211,77 @@ def run_case(label: str, model: Any, facts: Any, *, steps: int, ref_facts: int, 
     def engine(options: EngineOptions | None = None) -> Any:
         return attribute(model, facts, steps=steps, target=target, progress=False, _options=options)
 
-    rows = [measure("neuronscope engine", engine, repeats)]
-    rows.append(measure("captum IntegratedGradients per layer",
-                        lambda: captum_per_layer(model, facts, layers, steps, "gausslegendre", captum_ibs,
-                                                 target)))
+    variants = {
+        "without the MLP shortcut": EngineOptions(mlp_shortcut=False),
+        "without residual caching": EngineOptions(cache_residual=False),
+        "with full logits": EngineOptions(answer_logits_only=False),
+        "with padding (no sort, no trim)": EngineOptions(trim_padding=False),
+        "all savings off": EngineOptions(cache_residual=False, answer_logits_only=False, trim_padding=False),
+    }
+    methods: list[tuple[str, Callable[[], Any]]] = [
+        ("neuronscope engine", engine),
+        ("captum IntegratedGradients per layer",
+         lambda: captum_per_layer(model, facts, layers, steps, "gausslegendre", captum_ibs, target)),
+        ("bare passes (lower bound)", lambda: bare_passes(model, facts, layers, steps, target)),
+    ] + [(f"engine {name}", lambda o=variants[name]: engine(o)) for name in ablations]
+    log: dict = {}
+    results: dict = {}
+    bare_times = []
+    for round_ in range(rounds):
+        print(f" round {round_ + 1}/{rounds}", flush=True)
+        for name, fn in methods:
+            results[name] = measure(name, fn, log)
+            if name.startswith("bare"):
+                bare_times.append(results[name])
     sub = facts[:ref_facts]
-    rows.append(measure(f"reference loop ({len(sub)} facts)",
-                        lambda: attribute(model, sub, steps=steps, target=target, progress=False,
-                                          engine="reference")))
-    rows.append(measure("bare passes (lower bound)",
-                        lambda: bare_passes(model, facts, layers, steps, target)))
-    if ablations:
-        for name, options in [("without the MLP shortcut", EngineOptions(mlp_shortcut=False)),
-                              ("without residual caching", EngineOptions(cache_residual=False)),
-                              ("with full logits", EngineOptions(answer_logits_only=False)),
-                              ("with padding (no sort/trim)", EngineOptions(trim_padding=False)),
-                              ("all savings off", EngineOptions(cache_residual=False,
-                                                                answer_logits_only=False,
-                                                                trim_padding=False))]:
-            rows.append(measure(f"engine {name}", lambda o=options: engine(o), repeats))
-    fast = rows[0]["result"]
-    ref = rows[2]["result"]
-    bare_seconds = rows[3]["result"]
-    engine_seconds = rows[0]["seconds"]
-    ref_per_fact = rows[2]["seconds"] / len(sub)
+    ref = measure(f"reference loop ({len(sub)} facts)",
+                  lambda: attribute(model, sub, steps=steps, target=target, progress=False,
+                                    engine="reference"), log)
+    fast = results["neuronscope engine"]
+    best = {name: min(entry["seconds"]) for name, entry in log.items()}
+    engine_s = best["neuronscope engine"]
+    ref_per_fact = best[f"reference loop ({len(sub)} facts)"] / len(sub)
+    bare_s = min(bare_times)
     summary = {
-        "target": target, "facts": len(facts), "layers": len(layers), "steps": steps,
-        "mode": fast.meta.get("mode"),
-        "chunks": fast.meta.get("chunks"),
-        "engine_s": engine_seconds,
-        "captum_s": rows[1]["seconds"],
+        "target": target, "facts": len(facts), "layers": len(layers), "steps": steps, "rounds": rounds,
+        "mode": fast.meta.get("mode"), "chunks": fast.meta.get("chunks"),
+        "engine_s": engine_s,
+        "captum_s": best["captum IntegratedGradients per layer"],
         "reference_s_per_fact": ref_per_fact,
-        "reference_s_extrapolated": ref_per_fact * len(facts),
-        "bare_s": bare_seconds,
-        "speedup_vs_captum": rows[1]["seconds"] / engine_seconds,
-        "speedup_vs_reference": ref_per_fact * len(facts) / engine_seconds,
-        "engine_over_bare": engine_seconds / bare_seconds,
-        "max_abs_diff_vs_captum": float((fast.scores - rows[1]["result"]).abs().max()),
+        "bare_s": bare_s,
+        "speedup_vs_captum": best["captum IntegratedGradients per layer"] / engine_s,
+        "speedup_vs_reference": ref_per_fact * len(facts) / engine_s,
+        "engine_over_bare": engine_s / bare_s,
+        "max_abs_diff_vs_captum": float((fast.scores - results["captum IntegratedGradients per layer"])
+                                        .abs().max()),
         "max_abs_diff_vs_reference": float((fast.scores[: len(sub)] - ref.scores).abs().max()),
         "max_abs_score": float(fast.scores.abs().max()),
         "max_abs_convergence_delta": float(fast.convergence_delta.abs().max()),
-        "peak_mib": {r["name"]: r["peak_mib"] for r in rows},
-        "seconds": {r["name"]: r["seconds"] for r in rows},
+        "max_relative_convergence_delta": float((fast.convergence_delta.abs() / (
+            fast.target_input[:, None] - fast.target_baseline).abs().clamp_min(1e-12)).max()),
+        "ablation_slowdown": {name: best[f"engine {name}"] / engine_s for name in ablations},
+        "log": log,
     }
-    if ablations:
-        summary["ablation_slowdown"] = {r["name"]: r["seconds"] / engine_seconds for r in rows[4:]}
     print(f"  -> {summary['speedup_vs_captum']:.2f}x faster than captum, "
           f"{summary['speedup_vs_reference']:.1f}x faster than the reference loop, "
           f"{summary['engine_over_bare']:.2f}x the bare passes; max |diff| vs captum "
           f"{summary['max_abs_diff_vs_captum']:.1e}, vs reference {summary['max_abs_diff_vs_reference']:.1e}",
           flush=True)
+    for name, ratio in summary["ablation_slowdown"].items():
+        print(f"     engine {name}: {ratio:.2f}x the engine's time")
     return summary
+
+
+ABLATIONS = {"shortcut": "without the MLP shortcut", "caching": "without residual caching",
+             "logits": "with full logits", "padding": "with padding (no sort, no trim)",
+             "off": "all savings off"}
+
+
+def _ablations(text: str) -> list[str]:
+    if text == "none":
+        return []
+    keys = list(ABLATIONS) if text == "all" else text.split(",")
+    return [ABLATIONS[key] for key in keys]
 
 
 def main() -> None:
@@ -276,12 +299,15 @@ def main() -> None:
     parser.add_argument("--captum-ibs", type=int, default=0,
                         help="captum internal_batch_size for the GPT-2 case (0: all steps at once)")
     parser.add_argument("--cases", default="organism,gpt2")
-    parser.add_argument("--no-ablations", action="store_true")
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--ablations", default="all",
+                        help="comma list of engine variants to time (all, none, or names: shortcut, "
+                             "caching, logits, padding, off)")
+    parser.add_argument("--gpt2-ablations", default="shortcut,caching,logits")
+    parser.add_argument("--rounds", type=int, default=2, help="round-robin repetitions (fastest counts)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     if args.quick:
-        args.organism_facts, args.gpt2_facts, args.steps, args.ref_facts = 40, 4, 8, 3
+        args.organism_facts, args.gpt2_facts, args.steps, args.ref_facts, args.rounds = 40, 4, 8, 3, 1
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
@@ -294,7 +320,7 @@ def main() -> None:
         facts = world.facts[: args.organism_facts]
         results["organism"] = run_case("organism (small)", org.model, facts, steps=args.steps,
                                        ref_facts=args.ref_facts, captum_ibs=None,
-                                       ablations=not args.no_ablations, repeats=args.repeats,
+                                       ablations=_ablations(args.ablations), rounds=args.rounds,
                                        target="prob")
     if "gpt2" in cases:
         model = gpt2_shaped(world)
@@ -302,8 +328,9 @@ def main() -> None:
         results["gpt2"] = run_case("GPT-2-small-shaped random model", model, facts,
                                    steps=args.gpt2_steps or args.steps,
                                    ref_facts=min(args.ref_facts, 2 if not args.quick else 1),
-                                   captum_ibs=args.captum_ibs or None, ablations=not args.no_ablations,
-                                   repeats=args.repeats, target=args.gpt2_target)
+                                   captum_ibs=args.captum_ibs or None,
+                                   ablations=_ablations(args.gpt2_ablations), rounds=args.rounds,
+                                   target=args.gpt2_target)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))

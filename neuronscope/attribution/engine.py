@@ -268,8 +268,13 @@ def run_chunk(model: Any, batch: FactBatch, layers: Sequence[int], spec: Attribu
     cached = opts.cache_residual and mode != "full"
     capture = _Capture(model, tokens, first if cached else n_layers(model), layers)
     target_input = target_value(readout.from_full(capture.logits), spec.target)
-    if mode is None:
-        mode = _choose_mode(model, capture, first, readout, mask, tokens, opts)
+    if mode is None:  # decided on a few facts (a probe costs two copies of each row, three ways)
+        probe = slice(0, min(n_facts, 4))
+        small = batch[probe]
+        small_width = int(small.lengths.max()) - 1 if opts.trim_padding else width
+        small_tokens = small.tokens[:, :small_width]
+        mode = _choose_mode(model, _Capture(model, small_tokens, first, layers), first,
+                            _Readout.of(small, small_width), mask[probe, :small_width], small_tokens, opts)
     alphas = spec.alphas.to(device)
     weights = spec.weights.to(device)
     steps = len(alphas)
