@@ -325,10 +325,10 @@ def test_llama_checkpoint_folder_end_to_end(hf_folders, tmp_path):
 
 # --- GA against GD + SSIUU ------------------------------------------------------------------
 _GA_SSIUU_REASON = (
-    "measured on the tiny organism (IG, 8 steps): with target='prob' unlearning drives P(answer) to ~0, "
-    "every attribution vanishes along the IG path and both hide indices are ~0.00 (GA 0.000, GD+SSIUU "
-    "0.000-0.041 over lam 0.01-1, lr 1e-3 or 3e-4); with target='logprob' GA 0.76-0.93 < GD+SSIUU "
-    "0.97-0.99. The paper's ordering is not reproduced here; see the diagnostics report note.")
+    "measured on the tiny organism (IG, 8 steps, unlearn defaults): with target='prob' unlearning drives "
+    "P(answer) to ~1e-13, every attribution vanishes along the IG path and both hide indices are ~0 "
+    "(GA 0.000, GD+SSIUU(0.1) 0.001); with target='logprob' GA 0.751 < GD+SSIUU(0.1) 0.973. The paper's "
+    "ordering is not reproduced here; see docs/diagnostics.md.")
 
 
 @pytest.mark.slow
