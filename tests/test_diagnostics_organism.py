@@ -266,6 +266,31 @@ def test_attribution_method_is_selectable(case, hider_diag):
     assert diag.top(1, by="d_minus")[0][:2] == case["planted"]
 
 
+def test_patching_every_neuron_of_the_changed_layer_reproduces_the_other_model(tiny_org, forget_retain):
+    """Identity: two models that differ only in one layer's MLP *input* weights compute the same
+    function once that layer's activations are all patched from one into the other."""
+    from neuronscope.diagnostics.patching import _chunks, _patch_from, mlp_activations, patched_scores
+
+    forget, _ = forget_retain
+    before = tiny_org.model
+    other = ns.copy_model(before)
+    with torch.no_grad():
+        weight = other.original_model.layers[1].mlp.fc_in.weight
+        weight.add_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)) * 0.5)
+    chunks = _chunks(batch_for(before, forget), 16)
+    every = [(1, n) for n in range(ns.hooks.d_mlp(before))]
+    plain_other = patched_scores(other, chunks, {}, "all")
+    plain_before = patched_scores(before, chunks, {}, "all")
+    assert not torch.allclose(plain_other[0], plain_before[0], atol=1e-3)  # they differ
+    hooks = hook_count(before)
+    acts_other, acts_before = mlp_activations(other, chunks, [1]), mlp_activations(before, chunks, [1])
+    into_before = patched_scores(before, chunks, _patch_from(acts_other, every), "all")
+    into_other = patched_scores(other, chunks, _patch_from(acts_before, every), "all")
+    torch.testing.assert_close(into_before[0], plain_other[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(into_other[0], plain_before[0], atol=1e-4, rtol=1e-4)
+    assert hook_count(before) == hooks and hook_count(other) == hooks
+
+
 # --- mismatches and other models -------------------------------------------------------------
 def test_mismatched_models_raise(native_factory, tiny_org, forget_retain):
     forget, retain = forget_retain
