@@ -109,10 +109,26 @@ def test_smoke_preset_reproduces_its_numbers(tmp_path):
     second = ns.bench.robustness("smoke", cache=False, progress=False)
     assert first.rows == second.rows and first.curves == second.curves
     methods = {r["method"] for r in first.rows}
-    assert methods == {"oracle", "gd", "gd+ssiuu(0.01)"}
+    assert methods == {"oracle", "gd", "gd+ssiuu(0.001)"}
     for row in first.rows:
         assert 0.0 <= row["attacked"] <= 1.0
         assert row["excess_recovery"] == pytest.approx(row["attacked"] - row["oracle_attacked"])
     oracle = [r for r in first.rows if r["method"] == "oracle"]
     assert all(r["attacked"] <= first.meta["units"][0]["chance"] + 0.15 for r in oracle)
     assert RobustnessResult.load(tmp_path / "r").rows == first.rows
+
+
+def test_combine_joins_seeds_and_refuses_mismatches():
+    one = _fake_result()
+    rows0 = [r for r in one.rows if r["seed"] == 0]
+    rows1 = [r for r in one.rows if r["seed"] == 1]
+    a = RobustnessResult(one.config.with_overrides(seeds=(0,)), rows0, meta={"seconds": 1.0})
+    b = RobustnessResult(one.config.with_overrides(seeds=(1,)), rows1, meta={"seconds": 2.0})
+    joined = RobustnessResult.combine([a, b])
+    assert joined.config.seeds == (0, 1) and joined.rows == one.rows and joined.table() == one.table()
+    assert joined.meta["seconds"] == 3.0
+    with pytest.raises(ValueError, match="more than one run"):
+        RobustnessResult.combine([a, a])
+    c = RobustnessResult(one.config.with_overrides(seeds=(2,), attack_lr=1.0), rows1)
+    with pytest.raises(ValueError, match="differ in"):
+        RobustnessResult.combine([a, c])

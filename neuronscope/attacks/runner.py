@@ -27,7 +27,7 @@ from neuronscope.training import IndexedBatch, TrainSettings, finetune
 __all__ = ["DEFAULTS", "nll_loss", "relearn"]
 
 # Attack defaults (documented in docs/attacks.md): a short fine-tune, a few epochs of part A.
-DEFAULTS: dict[str, Any] = {"steps": 40, "lr": 1e-3, "batch_size": 16, "eval_every": 5}
+DEFAULTS: dict[str, Any] = {"steps": 40, "lr": 3e-4, "batch_size": 16, "eval_every": 10}
 
 
 def nll_loss(model: Any, batches: dict[str, IndexedBatch], step: int) -> dict[str, torch.Tensor]:

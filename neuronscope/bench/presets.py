@@ -73,16 +73,16 @@ class BenchConfig:
     world_seed: int = 0
     forget: float = 0.1
     forget_by: str = "group"
-    methods: tuple[MethodSpec, ...] = (MethodSpec("ga"), MethodSpec("gd"), MethodSpec("gd", 0.01))
+    methods: tuple[MethodSpec, ...] = (MethodSpec("ga"), MethodSpec("gd"), MethodSpec("gd", 1e-3))
     attacks: tuple[tuple[str, float | None], ...] = (("harmful", 0.1), ("harmful", 0.3),
                                                      ("benign", None))
     seeds: tuple[int, ...] = (0, 1, 2)
     target: str | float = "oracle"
     unlearn: dict[str, Any] = field(default_factory=dict)  # extra settings for ns.unlearn
     attack_steps: int = 40
-    attack_lr: float = 1e-4
+    attack_lr: float = 3e-4
     attack_batch_size: int = 16
-    attack_eval_every: int = 5
+    attack_eval_every: int = 10
     attack_by: str = "fact"
     sweep: tuple[float, ...] = ()
     sweep_base: str = "gd"
@@ -140,15 +140,16 @@ _BASES = ("ga", "gd", "npo", "dpo", "rmu")
 PRESETS: dict[str, BenchConfig] = {
     # CI: a tiny world and organism, two methods, one seed (seconds).
     "smoke": BenchConfig(size="tiny", n_people=60, forget=0.2, seeds=(0,),
-                         methods=(MethodSpec("gd"), MethodSpec("gd", 0.01)),
+                         methods=(MethodSpec("gd"), MethodSpec("gd", 1e-3)),
                          attacks=(("harmful", 0.3), ("benign", None)), attack_steps=10),
     # A few minutes: the tiny organism, the headline comparison, three seeds.
     "fast": BenchConfig(size="tiny", n_people=100, forget=0.2, seeds=(0, 1, 2),
-                        methods=(MethodSpec("ga"), MethodSpec("gd"), MethodSpec("gd", 0.01)),
+                        methods=(MethodSpec("ga"), MethodSpec("gd"), MethodSpec("gd", 1e-3)),
                         attack_steps=20),
-    # The documented run (docs/results.md): every base method, SSIUU on each, a lambda sweep.
+    # The documented run (docs/results.md): every base method, SSIUU (its default lambda 1e-3)
+    # on ga, gd and npo, and a lambda sweep on gd.
     "full": BenchConfig(size="small", seeds=(0, 1, 2),
                         methods=tuple(MethodSpec(m) for m in _BASES)
-                        + tuple(MethodSpec(m, 0.01) for m in ("ga", "gd", "npo")),
-                        sweep=(0.0, 0.001, 0.003, 0.01, 0.03, 0.1)),
+                        + tuple(MethodSpec(m, 1e-3) for m in ("gd", "ga", "npo")),
+                        sweep=(0.0, 1e-4, 1e-3, 1e-2, 1e-1)),
 }

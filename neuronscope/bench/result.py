@@ -198,6 +198,30 @@ class RobustnessResult:
             raise FileNotFoundError(f"benchmark result {str(path)!r} does not exist")
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
+    @classmethod
+    def combine(cls, results: list[RobustnessResult]) -> RobustnessResult:
+        """Join runs of the same settings over different seeds (e.g. one process per seed)."""
+        if not results:
+            raise ValueError("combine needs at least one result")
+        first = results[0].config.to_dict()
+        seeds: list[int] = []
+        for result in results:
+            other = result.config.to_dict()
+            differs = sorted(k for k in first if k != "seeds" and first[k] != other[k])
+            if differs:
+                raise ValueError(f"cannot combine runs whose settings differ in {differs}")
+            clash = set(seeds) & set(result.config.seeds)
+            if clash:
+                raise ValueError(f"seed(s) {sorted(clash)} appear in more than one run")
+            seeds.extend(result.config.seeds)
+        meta = {"seconds": sum(r.meta.get("seconds", 0.0) for r in results),
+                "torch": results[0].meta.get("torch"), "threads": results[0].meta.get("threads"),
+                "python": results[0].meta.get("python"), "world": results[0].meta.get("world"),
+                "units": [u for r in results for u in r.meta.get("units", [])],
+                "combined_from": len(results)}
+        return cls(results[0].config.with_overrides(seeds=tuple(seeds)),
+                   [row for r in results for row in r.rows], [c for r in results for c in r.curves], meta)
+
     # --- display ----------------------------------------------------------------------------
     def __repr__(self) -> str:
         return (f"<RobustnessResult {len(self.methods)} methods x {len(self.attacks)} attacks x "
