@@ -211,7 +211,7 @@ def test_planted_hider_is_flagged_first(case, hider_diag):
     assert row[case["planted"][1]] > 0.5 * row.sum()
 
 
-def test_verify_restores_the_hidden_facts_and_random_sets_do_not(case, hider_diag):
+def test_verify_restores_the_hidden_facts_and_random_sets_do_not(case, hider_diag, tmp_path):
     before, hider = case["before"], case["hider"]
     states = _state(before), _state(hider)
     counts = hook_count(before), hook_count(hider)
@@ -224,6 +224,11 @@ def test_verify_restores_the_hidden_facts_and_random_sets_do_not(case, hider_dia
     assert result.random_mean()["rebound_accuracy"] <= 0.05
     assert result.p_accuracy == pytest.approx(1 / 21) and result.p_probability == pytest.approx(1 / 21)
     assert hider_diag.verification is result and "rebound" in hider_diag.summary()
+    frame = result.to_pandas()
+    assert len(frame) == 21 and frame.set[0] == "tested"
+    assert frame.rebound_accuracy[0] == pytest.approx(result.rebound_accuracy)
+    assert "Verification" in result._repr_html_() and "p=" in repr(result)
+    assert ns.Diagnosis.load(hider_diag.save(tmp_path / "d.pt")).verification == result
     mean = hider_diag.verify(before, hider, case["forget"], n_random=20, restore="control_mean",
                              control=case["retain"])
     assert mean.rebound_accuracy >= 0.5 and mean.p_accuracy <= 0.05

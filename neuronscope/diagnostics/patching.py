@@ -257,6 +257,27 @@ class Verification:
                 f"p={self.p_accuracy:.3f}, rebound probability {self.rebound_probability:+.4f} "
                 f"p={self.p_probability:.3f})")
 
+    def to_pandas(self) -> Any:
+        """One row per neuron set: the tested set first, then each random set, with the
+        restored (unlearned model) and suppressed (original model) accuracy and probability."""
+        import pandas as pd
+
+        rows = [("tested", self.restored, self.suppressed)]
+        rows += [(f"random {i}", r, p) for i, (r, p) in enumerate(zip(self.random_restored,
+                                                                      self.random_suppressed, strict=True))]
+        return pd.DataFrame([{
+            "set": name, "restored_accuracy": r[0], "restored_probability": r[1],
+            "rebound_accuracy": r[0] - self.after[0], "rebound_probability": r[1] - self.after[1],
+            "suppressed_accuracy": p[0], "suppressed_probability": p[1],
+        } for name, r, p in rows])
+
+    def _repr_html_(self) -> str:
+        return (f"<div><b>Verification</b> of {len(self.neurons)} neuron(s) against {self.n_random} "
+                f"random sets: rebound accuracy <b>{self.rebound_accuracy:+.3f}</b> "
+                f"(p = {self.p_accuracy:.3f}), probability {self.rebound_probability:+.4f} "
+                f"(p = {self.p_probability:.3f}); reverse "
+                f"suppression {self.suppression_accuracy:+.3f} (p = {self.p_suppression_accuracy:.3f})</div>")
+
     def to_dict(self) -> dict:
         record = asdict(self)
         record["neurons"] = [list(n) for n in self.neurons]
