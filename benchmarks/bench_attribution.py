@@ -6,10 +6,12 @@ Side by side in one process, on (a) the default organism (``size="small"``) with
 on 32 facts. Prints wall times, ratios, largest absolute differences and peak memory, and
 writes them as JSON with ``--json``.
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_attribution.py            # the full run
-    OMP_NUM_THREADS=2 python benchmarks/bench_attribution.py --quick    # a short look
+    OMP_NUM_THREADS=1 python benchmarks/bench_attribution.py            # the full run
+    OMP_NUM_THREADS=1 python benchmarks/bench_attribution.py --quick    # a short look
 
-Timings on a shared machine are noisy; compare the ratios, measured in the same run.
+On a machine shared with other jobs wall times swing by 2x from minute to minute; the default
+compares this process's CPU time with one thread (``--wall`` for wall time, ``--threads N``),
+methods run round-robin and each method's fastest round counts.
 """
 
 from __future__ import annotations
@@ -83,13 +85,15 @@ def _release_memory() -> None:
 def measure(name: str, fn: Callable[[], Any], log: dict) -> Any:
     """Run ``fn`` once; append its wall time and peak memory to ``log[name]``."""
     with PeakRSS() as mem:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = fn()
-        seconds = time.perf_counter() - start
-    entry = log.setdefault(name, {"seconds": [], "peak_mib": []})
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    entry = log.setdefault(name, {"seconds": [], "cpu_seconds": [], "peak_mib": []})
     entry["seconds"].append(seconds)
+    entry["cpu_seconds"].append(cpu_seconds)
     entry["peak_mib"].append(mem.mib)
-    print(f"  {name:<40} {seconds:9.2f} s   peak +{mem.mib:8.1f} MiB", flush=True)
+    print(f"  {name:<40} {seconds:9.2f} s wall {cpu_seconds:9.2f} s cpu   peak +{mem.mib:8.1f} MiB",
+          flush=True)
     return result
 
 
@@ -135,7 +139,8 @@ def captum_per_layer(model: Any, facts: Any, layers: list[int], steps: int, meth
     return scores
 
 
-def bare_passes(model: Any, facts: Any, layers: list[int], steps: int, target: str = "prob") -> float:
+def bare_passes(model: Any, facts: Any, layers: list[int], steps: int,
+                target: str = "prob") -> tuple[float, float]:
     """The forward and backward passes exact integrated gradients cannot avoid: for each
     layer, all steps of all facts, from the layer's MLP output projection upward, logits
     only at the positions that predict an answer token, facts grouped by exact length (no
@@ -149,7 +154,7 @@ def bare_passes(model: Any, facts: Any, layers: list[int], steps: int, target: s
         width = sub.tokens.shape[1] - 1
         capture = _Capture(model, sub.tokens[:, :width], min(layers), layers)
         prepared.append((sub, capture, _Readout.of(sub, width).repeat(steps), len(rows)))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for layer in layers:
         out = model.blocks[layer].mlp._modules["out"]
         for _sub, capture, readout, n in prepared:
@@ -162,7 +167,7 @@ def bare_passes(model: Any, facts: Any, layers: list[int], steps: int, target: s
             value = readout.logprob(_unembed(model, hidden, readout))
             value = value.exp() if target == "prob" else value
             torch.autograd.grad(value.sum(), h)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 # --- the models ------------------------------------------------------------------------
@@ -200,7 +205,7 @@ def gpt2_shaped(world: Any, seed: int = 0) -> Any:
 
 
 def run_case(label: str, model: Any, facts: Any, *, steps: int, ref_facts: int, captum_ibs: int | None,
-             ablations: list[str], rounds: int, target: str) -> dict:
+             ablations: list[str], rounds: int, target: str, cpu_clock: bool = True) -> dict:
     """Every method once per round, round-robin (so that a burst of load from other
     processes hits all of them alike); the figures use each method's fastest round."""
     layers = list(range(n_layers(model)))
@@ -238,13 +243,14 @@ def run_case(label: str, model: Any, facts: Any, *, steps: int, ref_facts: int, 
                   lambda: attribute(model, sub, steps=steps, target=target, progress=False,
                                     engine="reference"), log)
     fast = results["neuronscope engine"]
-    best = {name: min(entry["seconds"]) for name, entry in log.items()}
+    clock = "cpu_seconds" if cpu_clock else "seconds"
+    best = {name: min(entry[clock]) for name, entry in log.items()}
     engine_s = best["neuronscope engine"]
     ref_per_fact = best[f"reference loop ({len(sub)} facts)"] / len(sub)
-    bare_s = min(bare_times)
+    bare_s = min(t[1] if cpu_clock else t[0] for t in bare_times)
     summary = {
         "target": target, "facts": len(facts), "layers": len(layers), "steps": steps, "rounds": rounds,
-        "mode": fast.meta.get("mode"), "chunks": fast.meta.get("chunks"),
+        "clock": clock, "mode": fast.meta.get("mode"), "chunks": fast.meta.get("chunks"),
         "engine_s": engine_s,
         "captum_s": best["captum IntegratedGradients per layer"],
         "reference_s_per_fact": ref_per_fact,
@@ -252,6 +258,7 @@ def run_case(label: str, model: Any, facts: Any, *, steps: int, ref_facts: int, 
         "speedup_vs_captum": best["captum IntegratedGradients per layer"] / engine_s,
         "speedup_vs_reference": ref_per_fact * len(facts) / engine_s,
         "engine_over_bare": engine_s / bare_s,
+        "peak_mib": {name: max(entry["peak_mib"]) for name, entry in log.items()},
         "max_abs_diff_vs_captum": float((fast.scores - results["captum IntegratedGradients per layer"])
                                         .abs().max()),
         "max_abs_diff_vs_reference": float((fast.scores[: len(sub)] - ref.scores).abs().max()),
@@ -288,7 +295,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, a minute or two")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    parser.add_argument("--wall", action="store_true",
+                        help="compare wall times (default: this process's CPU time, which other jobs "
+                             "sharing the machine disturb much less; meaningful with --threads 1)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--organism-facts", type=int, default=200)
     parser.add_argument("--gpt2-facts", type=int, default=32)
@@ -321,7 +331,7 @@ def main() -> None:
         results["organism"] = run_case("organism (small)", org.model, facts, steps=args.steps,
                                        ref_facts=args.ref_facts, captum_ibs=None,
                                        ablations=_ablations(args.ablations), rounds=args.rounds,
-                                       target="prob")
+                                       target="prob", cpu_clock=not args.wall)
     if "gpt2" in cases:
         model = gpt2_shaped(world)
         facts = world.facts[: args.gpt2_facts]
@@ -330,7 +340,7 @@ def main() -> None:
                                    ref_facts=min(args.ref_facts, 2 if not args.quick else 1),
                                    captum_ibs=args.captum_ibs or None,
                                    ablations=_ablations(args.gpt2_ablations), rounds=args.rounds,
-                                   target=args.gpt2_target)
+                                   target=args.gpt2_target, cpu_clock=not args.wall)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
