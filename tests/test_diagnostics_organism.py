@@ -265,8 +265,12 @@ def test_planted_eraser_has_large_d_plus_and_no_spurious_flags(case):
 
 
 def test_attribution_method_is_selectable(case, hider_diag):
+    states = _state(case["before"]), _state(case["hider"])
+    counts = hook_count(case["before"]), hook_count(case["hider"])
     diag = diagnose(case["before"], case["hider"], case["forget"], control=case["retain"],
                     method="grad_x_act", progress=False)
+    assert _same_state(case["before"], states[0]) and _same_state(case["hider"], states[1])
+    assert (hook_count(case["before"]), hook_count(case["hider"])) == counts
     assert diag.meta["method"] == "grad_x_act"
     assert diag.top(1, by="d_minus")[0][:2] == case["planted"]
 
