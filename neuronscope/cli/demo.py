@@ -33,26 +33,26 @@ class Preset:
     size: str = "small"  # organism size
     people: int = 400  # people in the synthetic world (5 facts each)
     forget: float = 0.1  # fraction of families to forget
-    control: int = 150  # retain facts: the diagnosis null, and the retain curve of the attacks
-    unlearn_steps: int = 60
-    unlearn_lr: float = 1e-3
-    ssiuu_lambda: float = 1.0
-    attribution_steps: int = 10
+    control: int = 100  # retain facts: the diagnosis null, and the retain curve of the attacks
+    unlearn_steps: int = 200  # at most; each method stops at the oracle's forget accuracy
+    unlearn_eval_every: int = 10  # steps between checks of that target (forget and retain accuracy)
+    ssiuu_lambda: float = 0.01
+    attribution_steps: int = 8
     permutations: int = 500
     attack_steps: int = 40
     attack_lr: float = 1e-3
     attack_eval_every: int = 10
-    attack_p: tuple[float, ...] = (0.1, 0.3)
+    attack_p: tuple[float, ...] = (0.3,)
     methods: tuple[str, ...] = ("GA", "GD", "GD+SSIUU")
 
 
 PRESETS: dict[str, Preset] = {
     "full": Preset(),
-    "fast": Preset(name="fast", size="tiny", people=100, forget=0.2, control=100, unlearn_steps=40,
-                   attribution_steps=8, permutations=200, attack_steps=30, attack_p=(0.3,)),
-    "tiny": Preset(name="tiny", size="tiny", people=60, forget=0.2, control=40, unlearn_steps=15,
-                   attribution_steps=4, permutations=100, attack_steps=8, attack_eval_every=4,
-                   attack_p=(0.3,)),
+    "fast": Preset(name="fast", size="tiny", people=100, forget=0.2, control=60, unlearn_steps=100,
+                   unlearn_eval_every=5, attribution_steps=8, permutations=200, attack_steps=30),
+    "tiny": Preset(name="tiny", size="tiny", people=60, forget=0.2, control=40, unlearn_steps=30,
+                   unlearn_eval_every=5, attribution_steps=4, permutations=100, attack_steps=8,
+                   attack_eval_every=4),
 }
 
 
@@ -144,12 +144,16 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _unlearn(ns: Any, model: Any, method: str, forget: Any, retain: Any, preset: Preset, seed: int,
-             quiet: bool) -> Any:
-    base = method.split("+")[0].lower()
-    ssiuu = ns.SSIUU(preset.ssiuu_lambda) if "SSIUU" in method.upper() else None
-    return ns.unlearn(model, forget, retain, method=base, ssiuu=ssiuu, steps=preset.unlearn_steps,
-                      lr=preset.unlearn_lr, seed=seed, progress=not quiet)
+def _unlearn(model: Any, method: str, forget: Any, retain: Any, target: float, preset: Preset, seed: int,
+             progress: bool) -> Any:
+    """``method`` is a base method ("GA", "GD", ...) with an optional "+SSIUU"."""
+    from neuronscope.unlearning import SSIUU, unlearn
+
+    base, _, extra = method.lower().partition("+")
+    ssiuu = SSIUU(preset.ssiuu_lambda) if extra == "ssiuu" else None
+    return unlearn(model, forget, retain, method=base, ssiuu=ssiuu, max_steps=preset.unlearn_steps,
+                   eval_every=preset.unlearn_eval_every, target_forget_accuracy=target, seed=seed,
+                   progress=progress)
 
 
 def run_demo(
@@ -165,12 +169,14 @@ def run_demo(
 
     Example:
         >>> result = run_demo("demo-out", "fast", quiet=True)       # doctest: +SKIP
-        >>> result.report
+        >>> result.report                                              # doctest: +SKIP
         PosixPath('demo-out/report.html')
     """
     import torch
 
     import neuronscope as ns
+    from neuronscope.attribution import attribute as attribute_fn
+    from neuronscope.diagnostics import diagnose
     from neuronscope.report import report_path
 
     if isinstance(preset, str):
@@ -204,13 +210,14 @@ def run_demo(
     # 3. Unlearning.
     stages.begin("unlearning with " + ", ".join(preset.methods))
     unlearned: dict[str, Any] = {}
-    rows = [{"model": "original", **_scores(ns, org.model, forget, retain), "seconds": 0.0},
-            {"model": "oracle", **_scores(ns, oracle.model, forget, retain), "seconds": 0.0}]
+    rows = [{"model": "original", **_scores(ns, org.model, forget, retain), "steps": 0, "seconds": 0.0},
+            {"model": "oracle", **_scores(ns, oracle.model, forget, retain), "steps": 0, "seconds": 0.0}]
+    goal = rows[1]["forget"]  # every method unlearns down to the oracle's forget accuracy
     for method in preset.methods:
         started = time.perf_counter()
-        result = _unlearn(ns, org.model, method, forget, retain, preset, seed, quiet)
+        result = _unlearn(org.model, method, forget, retain, goal, preset, seed, progress)
         unlearned[method] = result.model
-        rows.append({"model": method, **_scores(ns, result.model, forget, retain),
+        rows.append({"model": method, **_scores(ns, result.model, forget, retain), "steps": result.steps,
                      "seconds": time.perf_counter() - started})
     tables["unlearning"] = rows
     echo("")
@@ -219,11 +226,13 @@ def run_demo(
     # 4. Diagnosis: attribution before and after, D+ / D-, flags against the control facts.
     stages.begin("diagnosis (attribution before and after)")
     both = ns.FactSet(list(forget) + list(control), name="forget+control")
-    attribute = dict(steps=preset.attribution_steps, progress=progress)
-    before = ns.attribute(org.model, both, **attribute)
-    after = {m: ns.attribute(model, both, **attribute) for m, model in unlearned.items()}
-    diagnoses = {m: ns.diagnose(before, after[m], forget, control=control, n_permutations=preset.permutations,
-                                seed=seed, progress=progress) for m in unlearned}
+    # log P, not P: once unlearning has collapsed P(answer), attributions of P vanish and every
+    # change reads as erasing (docs/diagnostics.md). Read the flags, calibrated on control facts.
+    attribute = dict(steps=preset.attribution_steps, target="logprob", progress=progress)
+    before = attribute_fn(org.model, both, **attribute)
+    after = {m: attribute_fn(model, both, **attribute) for m, model in unlearned.items()}
+    diagnoses = {m: diagnose(before, after[m], forget, control=control, n_permutations=preset.permutations,
+                             seed=seed, progress=progress) for m in unlearned}
     tables["diagnosis"] = [{"method": m, "sum D+": d.d_plus_total, "sum D-": d.d_minus_total,
                             "hide index": d.hide_index, "flagged neurons": len(d.flagged)}
                            for m, d in diagnoses.items()]
@@ -232,7 +241,7 @@ def run_demo(
 
     # 5. Retraining attacks, on every unlearned model and on the oracle.
     stages.begin("retraining attacks (harmful and benign, with the oracle)")
-    attacks = _attacks(ns, unlearned, oracle.model, org.model, world, forget, control, preset, seed, progress)
+    attacks = _attacks(unlearned, oracle.model, org.model, world, forget, control, preset, seed, progress)
     tables["attacks"] = [_attack_row(name, method, r) for (name, method), r in attacks.items()]
     echo("")
     _print_table([{k: r[k] for k in ("attack", "method", "before attack", "after attack", "oracle after",
@@ -243,6 +252,7 @@ def run_demo(
     forget_index = list(range(len(forget)))
     before_forget = before.select(forget_index)
     after_forget = {m: a.select(forget_index) for m, a in after.items()}
+    tables["seconds"] = [{"stage": name, "seconds": value} for name, value in stages.seconds.items()]
     sections = _sections(ns, preset, seed, world, forget, retain, control, chance, tables, before_forget,
                          after_forget, diagnoses, attacks)
     settings = {"command": "neuronscope demo", "seed": seed, "organism": f"{preset.size} [{org.path}]",
@@ -260,8 +270,10 @@ def _scores(ns: Any, model: Any, forget: Any, retain: Any) -> dict[str, float]:
     return {"forget": float(ns.accuracy(model, forget)), "retain": float(ns.accuracy(model, retain))}
 
 
-def _attacks(ns: Any, unlearned: dict[str, Any], oracle: Any, original: Any, world: Any, forget: Any,
+def _attacks(unlearned: dict[str, Any], oracle: Any, original: Any, world: Any, forget: Any,
              retain: Any, preset: Preset, seed: int, progress: bool) -> dict[tuple[str, str], Any]:
+    from neuronscope.attacks import relearn
+
     plans = [(f"harmful p={p}", {"attack": "harmful", "p": p}) for p in preset.attack_p]
     plans.append(("benign", {"attack": "benign", "benign": world.benign}))
     results = {}
@@ -270,10 +282,10 @@ def _attacks(ns: Any, unlearned: dict[str, Any], oracle: Any, original: Any, wor
                         eval_every=preset.attack_eval_every, seed=seed, original=original, progress=progress,
                         **plan)
         # The oracle's attack is the same for every method (same data, same seed): run it once.
-        on_oracle = ns.relearn(oracle, **settings)
+        on_oracle = relearn(oracle, **settings)
         on_oracle.model = None
         for method, model in unlearned.items():
-            result = ns.relearn(model, **settings)
+            result = relearn(model, **settings)
             result.oracle, result.model = on_oracle, None
             results[(name, method)] = result
     return results
@@ -305,7 +317,11 @@ _INTRO = (
     "then unlearned with gradient ascent (GA), gradient difference (GD) and GD regularised by SSIUU. "
     "For each unlearned model, neuron attribution before and after tells whether the facts were erased "
     "(D+: positive influence removed) or hidden (D-: negative influence added); neurons whose D- on the "
-    "forgotten facts exceeds the null of control facts are flagged as spurious unlearning neurons.\n\n"
+    "forgotten facts exceeds the null of control facts are flagged as spurious unlearning neurons. "
+    "Attribution here is integrated gradients of log P(answer): with P itself, attributions vanish once "
+    "unlearning has collapsed P, and everything reads as erased. Under log P, small changes summed over "
+    "all neurons make the hide index high even for unrelated fine-tunes: read the flags, which are "
+    "calibrated against the control facts.\n\n"
     "The retraining attacks then show whether the knowledge was really gone: harmful (fine-tune on a "
     "fraction p of the forgotten facts, test on the rest) and benign (fine-tune on unrelated text, test "
     "on the forgotten facts). The oracle never learned the forgotten facts: only recovery above the "
@@ -329,7 +345,8 @@ def _sections(ns: Any, preset: Preset, seed: int, world: Any, forget: Any, retai
          [f"Greedy exact-match accuracy. Forget: {len(forget)} facts; retain: {len(retain)}. Chance on the "
           f"forget facts (always the most common value): {chance:.3f}.", tables["unlearning"]]),
         ("Neuron attribution before unlearning (forget facts)",
-         [plots.neuron_heatmap(before, title="Integrated-gradients attribution, mean over the forget facts"),
+         [plots.neuron_heatmap(before, title="Integrated-gradients attribution of log P(answer), "
+                                             "mean over the forget facts"),
           plots.top_table(before, k=10)]),
         (f"Before and after {focus}", plots.before_after(before, after[focus])),
         ("Erase or hide: D+ and D- per method", tables["diagnosis"]),
@@ -343,5 +360,6 @@ def _sections(ns: Any, preset: Preset, seed: int, world: Any, forget: Any, retai
          plots.recovery_curves(_curve_rows(attacks), chance=chance)),
         ("Method x attack", plots.attack_grid(grid)),
         ("Attack results", tables["attacks"]),
+        ("Run time per stage (seconds)", tables["seconds"]),
     ]
     return sections

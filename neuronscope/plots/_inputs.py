@@ -69,6 +69,8 @@ def neuron_values(value: Any, name: str = "values", layers: Sequence[int] | None
         fact_ids = list(value.fact_ids) if fact_ids is None else fact_ids
         method = str(getattr(value, "method", ""))
         label = METHOD_LABELS.get(method, f"{method} attribution" if method else "attribution")
+        if getattr(value, "target", None) == "logprob":
+            label += " (log P)"
     elif isinstance(value, (Mapping, str)) or not (hasattr(value, "__len__") or hasattr(value, "shape")):
         raise ValueError(
             f"{name} must be a NeuronAttribution or a [layer, neuron] / [fact, layer, neuron] tensor, "

@@ -30,6 +30,13 @@ def _fmt(value: Any) -> Any:
     return value
 
 
+def _fit(fig: go.Figure, n_rows: int) -> go.Figure:
+    """Height that shows every row without an inner scroll bar (rows are 24 px plus borders)."""
+    top = 60 if fig.layout.title.text else 20
+    fig.update_layout(margin={"t": top, "b": 10}, height=min(1200, top + 10 + 28 * (n_rows + 1) + 10))
+    return fig
+
+
 def table(rows: Any, *, title: str | None = None, columns: Sequence[str] | None = None) -> go.Figure:
     """A plotly table from a DataFrame, a results object with ``to_pandas()`` or a list of dicts.
 
@@ -41,8 +48,7 @@ def table(rows: Any, *, title: str | None = None, columns: Sequence[str] | None 
     columns = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
     cells = [[_fmt(r.get(c, "")) for r in rows] for c in columns]
     fig = go.Figure(go.Table(header=dict(values=columns, **_HEADER), cells=dict(values=cells, **_CELLS)))
-    height = min(900, 50 + 25 * (len(rows) + 1) + (40 if title else 0))
-    return apply_theme(fig, title=title, height=height)
+    return _fit(apply_theme(fig, title=title), len(rows))
 
 
 def top_table(values: Any, k: int = 10, *, sign: str = "abs", layers: Sequence[int] | None = None,
@@ -76,6 +82,5 @@ def top_table(values: Any, k: int = 10, *, sign: str = "abs", layers: Sequence[i
     fig = go.Figure(go.Table(header=dict(values=list(columns), **_HEADER),
                              cells=dict(values=list(columns.values()), **_CELLS),
                              columnwidth=[0.5, 0.6, 0.7, 1.2, 4][: len(columns)]))
-    height = min(900, 75 + 25 * (len(best) + 1) + 30)
     title = title or f"Top {len(best)} neurons by {sign} mean {nv.label}"
-    return apply_theme(fig, title=title, height=height)
+    return _fit(apply_theme(fig, title=title), len(best))
