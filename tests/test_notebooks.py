@@ -1,0 +1,55 @@
+"""The four notebooks run top to bottom (nbclient), are stored without outputs, and stay fast."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("0*.ipynb"))
+NAMES = ["01_quickstart", "02_erase_or_hide", "03_ssiuu_robustness", "04_bring_your_own_model"]
+
+
+def test_the_four_notebooks_exist_without_outputs():
+    assert [p.stem for p in NOTEBOOKS] == NAMES
+    for path in NOTEBOOKS:
+        notebook = nbformat.read(path, as_version=4)
+        code = [c for c in notebook.cells if c.cell_type == "code"]
+        assert code, path.name
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} has outputs"
+
+
+@pytest.fixture(scope="module")
+def notebook_env(tmp_path_factory, cache_folder, tiny_org, tiny_oracle):
+    """Kernels share the test session's organism cache and run single-threaded."""
+    saved = {k: os.environ.get(k) for k in ("NEURONSCOPE_CACHE", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update(NEURONSCOPE_CACHE=str(cache_folder), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    yield tmp_path_factory.mktemp("notebooks")
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path, notebook_env):
+    notebook = nbformat.read(path, as_version=4)
+    folder = notebook_env / path.stem
+    folder.mkdir()
+    client = nbclient.NotebookClient(notebook, timeout=240, kernel_name="python3",
+                                     resources={"metadata": {"path": str(folder)}})
+    start = time.perf_counter()
+    client.execute()
+    seconds = time.perf_counter() - start
+    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs
+              if o.get("output_type") == "error"]
+    assert not errors
+    assert seconds < 120, f"{path.name} took {seconds:.0f} s; the four must stay under 5 min together"
