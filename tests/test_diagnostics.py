@@ -161,6 +161,27 @@ def test_clustered_null_needs_cluster_permutation():
     assert false_fact / runs > 0.3  # what the subject permutation protects against
 
 
+def test_statistic_is_the_moderated_welch_t_and_unequal_clusters_stay_calibrated():
+    g = torch.Generator().manual_seed(6)
+    target, control = torch.randn(7, 5, generator=g), torch.randn(11, 5, generator=g) + 0.3
+    test = two_sample_max_t(target, control, n_permutations=20)
+    se2 = target.double().var(0) / 7 + control.double().var(0) / 11
+    expected = (target.double().mean(0) - control.double().mean(0)) / torch.sqrt(se2 + test.s0**2)
+    torch.testing.assert_close(test.statistic.double(), expected, atol=1e-5, rtol=1e-5)
+    # clusters of 1 to 6 facts: permuting them moves unequal numbers of facts
+    sizes = torch.tensor([1, 6, 2, 5, 3, 4] * 6)
+    clusters = torch.arange(len(sizes)).repeat_interleave(sizes)
+    n_target = int(sizes[:12].sum())
+    runs, alpha, false = 100, 0.05, 0
+    for run in range(runs):
+        effect = torch.randn(len(sizes), 10, generator=g).repeat_interleave(sizes, 0)
+        values = effect + torch.randn(len(clusters), 10, generator=g)
+        result = two_sample_max_t(values[:n_target], values[n_target:], n_permutations=100, seed=run,
+                                  clusters=clusters)
+        false += int((result.p_adjusted <= alpha).any())
+    assert false / runs <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
+
+
 def test_null_test_rejects_bad_input():
     with pytest.raises(ValueError, match="at least 2"):
         two_sample_max_t(torch.rand(1, 3), torch.rand(5, 3))

@@ -90,15 +90,18 @@ def cluster_labels(keys: Sequence[object]) -> Tensor:
 
 
 def _two_sample_stats(ind: Tensor, centred: Tensor, squares: Tensor, total: Tensor,
-                      total_sq: Tensor, n_t: int, n_c: int, s0: float) -> Tensor:
-    """Moderated Welch t for each labelling row of ``ind`` ([perm, fact] 0/1)."""
+                      total_sq: Tensor, s0: float) -> Tensor:
+    """Moderated Welch t for each labelling row of ``ind`` ([perm, fact] 0/1); the group sizes
+    are read per row (cluster permutations may move unequal numbers of facts)."""
+    n_t = ind.sum(1, keepdim=True)
+    n_c = ind.shape[1] - n_t
     sum_t = ind @ centred
     sq_t = ind @ squares
     sum_c, sq_c = total - sum_t, total_sq - sq_t
-    mean_t, mean_c = sum_t / n_t, sum_c / n_c
-    var_t = (sq_t - n_t * mean_t**2) / max(n_t - 1, 1)
-    var_c = (sq_c - n_c * mean_c**2) / max(n_c - 1, 1)
-    return _moderated_t(mean_t - mean_c, var_t / n_t + var_c / n_c, s0)
+    mean_t, mean_c = sum_t / n_t.clamp(min=1), sum_c / n_c.clamp(min=1)
+    var_t = (sq_t - n_t * mean_t**2) / (n_t - 1).clamp(min=1)
+    var_c = (sq_c - n_c * mean_c**2) / (n_c - 1).clamp(min=1)
+    return _moderated_t(mean_t - mean_c, var_t / n_t.clamp(min=1) + var_c / n_c.clamp(min=1), s0)
 
 
 def two_sample_max_t(
@@ -135,7 +138,7 @@ def two_sample_max_t(
     s0 = _s0(torch.sqrt(pooled_var * (1 / n_t + 1 / n_c)))
     observed_ind = torch.zeros(1, n_t + n_c, dtype=torch.float64)
     observed_ind[0, :n_t] = 1
-    stat = _two_sample_stats(observed_ind, centred, squares, total, total_sq, n_t, n_c, s0)[0]
+    stat = _two_sample_stats(observed_ind, centred, squares, total, total_sq, s0)[0]
 
     generator = torch.Generator().manual_seed(seed)
     labels = _cluster_assignment(clusters, n_t, n_c)
@@ -145,7 +148,7 @@ def two_sample_max_t(
     for start in range(0, n_permutations, chunk):
         size = min(chunk, n_permutations - start)
         ind = _random_labellings(size, n_t, n_c, labels, generator)
-        perm_stat = _two_sample_stats(ind, centred, squares, total, total_sq, n_t, n_c, s0)
+        perm_stat = _two_sample_stats(ind, centred, squares, total, total_sq, s0)
         exceed += (perm_stat >= stat - 1e-12).sum(0)
         maxima.append(perm_stat.max(1).values)
     return _finish(stat, exceed, torch.cat(maxima), n_permutations, s0,
