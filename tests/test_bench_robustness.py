@@ -25,7 +25,7 @@ def test_parse_methods():
     "overrides",
     [{"seeds": ()}, {"forget_by": "relation"}, {"forget": 1.0}, {"target": "chance"},
      {"target": 1.5}, {"attacks": (("sneaky", None),)}, {"attacks": (("harmful", 1.0),)},
-     {"sweep": (-0.1,)}],
+     {"sweep": (-0.1,)}, {"attack_retain_sample": 0}],
 )
 def test_config_rejects_bad_settings(overrides):
     with pytest.raises(ValueError):
@@ -132,3 +132,13 @@ def test_combine_joins_seeds_and_refuses_mismatches():
     c = RobustnessResult(one.config.with_overrides(seeds=(2,), attack_lr=1.0), rows1)
     with pytest.raises(ValueError, match="differ in"):
         RobustnessResult.combine([a, c])
+
+
+def test_retain_sample_is_a_seeded_subset(tiny_world):
+    from neuronscope.bench.robustness import _retain_sample
+
+    facts = tiny_world.facts
+    sample = _retain_sample(facts, 40, seed=1)
+    assert len(sample) == 40 and set(sample.ids) <= set(facts.ids)
+    assert _retain_sample(facts, 40, seed=1) == sample and _retain_sample(facts, 40, seed=2) != sample
+    assert _retain_sample(facts, None, seed=1) == facts and _retain_sample(facts, 10_000, 0) == facts

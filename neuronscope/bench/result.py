@@ -180,6 +180,12 @@ class RobustnessResult:
         return cls(BenchConfig.from_dict(record["config"]), [dict(r) for r in record["rows"]],
                    [dict(c) for c in record["curves"]], dict(record["meta"]))
 
+    def save_json(self, path: str | os.PathLike) -> Path:
+        """Write only the JSON record (atomically) to ``path``."""
+        path = Path(path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+        return path
+
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``robustness.json`` (lossless), ``robustness.md`` and ``robustness.html``."""
         folder = Path(folder)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import math
 import platform
+import random
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -119,7 +121,9 @@ def robustness(
                           "original_forget_accuracy": float(accuracy(org.model, forget)),
                           "original_retain_accuracy": float(accuracy(org.model, retain)),
                           "oracle_retain_accuracy": float(accuracy(oracle.model, retain))})
-            oracle_runs = _oracle_runs(oracle.model, forget, retain, config, seed, world, org.model)
+            attack_retain = _retain_sample(retain, config.attack_retain_sample, seed)
+            oracle_runs = _oracle_runs(oracle.model, forget, attack_retain, config, seed, world,
+                                       org.model)
             for label, run in oracle_runs.items():
                 rows.append(_row(seed, "oracle", None, label, run, math.nan, units[-1], {}))
                 curves.extend(_curve(seed, "oracle", label, run))
@@ -133,7 +137,7 @@ def robustness(
                 summary["reached_target"] = summary["forget_accuracy"] <= target + 1e-6
                 for attack, p in config.attacks:
                     label = attack_label(attack, p)
-                    run = relearn(unlearned, attack=attack, forget=forget, retain=retain,
+                    run = relearn(unlearned, attack=attack, forget=forget, retain=attack_retain,
                                   p=p if p is not None else 0.3, by=config.attack_by,
                                   benign=world.benign, steps=config.attack_steps, lr=config.attack_lr,
                                   batch_size=config.attack_batch_size,
@@ -143,6 +147,9 @@ def robustness(
                                      units[-1], summary))
                     curves.extend(_curve(seed, spec.label, label, run))
                 bar.update(1)
+                if out is not None:  # a checkpoint after every method: long runs keep partial results
+                    _partial(config, seeds_done(config, seed), rows, curves, units, start).save_json(
+                        Path(out) / "robustness.partial.json")
     finally:
         bar.close()
     meta = {"seconds": time.perf_counter() - start, "torch": torch.__version__,
@@ -152,6 +159,26 @@ def robustness(
     if out is not None:
         result.save(out)
     return result
+
+
+def _retain_sample(retain: FactSet, size: int | None, seed: int) -> FactSet:
+    """A seeded subset of the retain set for scoring during attacks (cheaper curves)."""
+    if size is None or size >= len(retain):
+        return retain
+    keep = set(random.Random(seed).sample(range(len(retain)), size))
+    return FactSet([f for i, f in enumerate(retain) if i in keep], name="retain_sample")
+
+
+def seeds_done(config: BenchConfig, current: int) -> tuple[int, ...]:
+    """The seeds up to and including ``current``, in the config's order."""
+    return config.seeds[: config.seeds.index(current) + 1]
+
+
+def _partial(config: BenchConfig, seeds: tuple[int, ...], rows: list[dict], curves: list[dict],
+             units: list[dict], start: float) -> RobustnessResult:
+    meta = {"seconds": time.perf_counter() - start, "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "units": list(units), "partial": True}
+    return RobustnessResult(config.with_overrides(seeds=seeds), list(rows), list(curves), meta)
 
 
 def _check_methods(methods: tuple[MethodSpec, ...]) -> None:
