@@ -14,7 +14,9 @@ import torch
 import neuronscope as ns
 from neuronscope.models import _bridge_class, native_config
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Respect an explicit OMP_NUM_THREADS (shared machines); otherwise use at most two threads.
+if "OMP_NUM_THREADS" not in os.environ:
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(scope="session")
