@@ -202,7 +202,8 @@ class TrainHistory:
 
     ``steps`` holds one record per optimiser step (``step`` is 1-based: the number of updates
     applied so far) with every loss term, ``lr``, ``grad_norm``, ``seconds`` (wall time of the
-    step) and, at evaluation steps, the metrics of ``evaluate``. A record with ``step == 0`` holds
+    step), ``cpu_seconds`` (its process CPU time) and, at evaluation steps, the metrics of
+    ``evaluate``. A record with ``step == 0`` holds
     the metrics before training. ``stopped_reason`` is one of ``"max_steps"``, ``"target"``,
     ``"non_finite"``, ``"callback"``.
     """
@@ -233,9 +234,11 @@ class TrainHistory:
         skip = {"step", "evaluated", "updated", "seconds", "lr", "grad_norm"}
         return {k: v for k, v in evals[-1].items() if k not in skip and not k.startswith("loss")}
 
-    def step_seconds(self) -> list[float]:
-        """Wall time of each applied step (excludes evaluation time)."""
-        return [r["seconds"] for r in self.steps if r["step"] > 0 and "seconds" in r]
+    def step_seconds(self, cpu: bool = False) -> list[float]:
+        """Wall time (or, with ``cpu=True``, process CPU time: less sensitive to other
+        processes on a shared machine) of each applied step, evaluation excluded."""
+        key = "cpu_seconds" if cpu else "seconds"
+        return [r[key] for r in self.steps if r["step"] > 0 and key in r]
 
     def to_pandas(self) -> Any:
         import pandas as pd
@@ -405,7 +408,7 @@ def finetune(
             history.stopped_reason = "target"
             return model, history
         for step in range(settings.max_steps):
-            tick = time.perf_counter()
+            tick, cpu_tick = time.perf_counter(), time.process_time()
             lr = settings.lr * min(1.0, (step + 1) / settings.warmup_steps) \
                 if settings.warmup_steps else settings.lr
             for group in optimizer.param_groups:
@@ -446,6 +449,7 @@ def finetune(
                 break
             optimizer.step()
             record["seconds"] = time.perf_counter() - tick
+            record["cpu_seconds"] = time.process_time() - cpu_tick
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.3g}")
             is_last = step + 1 == settings.max_steps

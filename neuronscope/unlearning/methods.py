@@ -120,8 +120,12 @@ class UnlearningLoss:
                  penalty: NeuronPenalty | ParameterPenalty | None = None,
                  ref_forget: Tensor | None = None, ref_refusal: Tensor | None = None,
                  refusals: FactBatch | None = None, reference: Any = None,
-                 rmu_layer: int | None = None, rmu_target: Tensor | None = None) -> None:
+                 rmu_layer: int | None = None, rmu_target: Tensor | None = None,
+                 separate_retain: bool | None = None) -> None:
         self.method, self.hp, self.retain_loss, self.penalty = method, dict(hp), retain_loss, penalty
+        # With SSIUU, the retain rows get their own forward pass, so that the extra backward
+        # pass for d log P / d h traverses the forget rows' graph only.
+        self.separate_retain = penalty is not None if separate_retain is None else separate_retain
         self.ref_forget, self.ref_refusal, self.refusals = ref_forget, ref_refusal, refusals
         self.reference, self.rmu_layer, self.rmu_target = reference, rmu_layer, rmu_target
 
@@ -143,7 +147,7 @@ class UnlearningLoss:
             parts.append(refusal_rows)
         weight = float(self.hp.get("retain_weight", 0.0))
         retain = batches.get("retain") if weight > 0 and self.retain_loss else None
-        if retain is not None:
+        if retain is not None and not self.separate_retain:
             parts.append(retain)
         stacked, slices = stack_batches(parts)
         out = forward(model, stacked, self._hooks())
@@ -153,8 +157,13 @@ class UnlearningLoss:
                                                            picked, mask, index)}
         total = terms["forget"]
         if retain is not None:
-            sr = slices[-1]
-            terms["retain"] = self._retain(out, retain, sr, picked, mask)
+            if self.separate_retain:
+                hooks = [rmu_hook(self.rmu_layer)] if self.method.name == "rmu" else []
+                retain_out = forward(model, retain, hooks)
+                _, _, r_picked, r_mask = answer_logprobs(retain_out.logits, retain)
+                terms["retain"] = self._retain(retain_out, retain, slice(None), r_picked, r_mask)
+            else:
+                terms["retain"] = self._retain(out, retain, slices[-1], picked, mask)
             total = total + weight * terms["retain"]
         if self.penalty is not None:
             terms["ssiuu"] = self._ssiuu(out, rows, sf, logp, index)

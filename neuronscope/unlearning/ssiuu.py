@@ -102,42 +102,36 @@ def _positions(batch: FactBatch, positions: str) -> Bool[Tensor, "fact seq"]:
     return batch.prompt_mask if positions == "prompt" else batch.attention_mask
 
 
-def attribution_now(h: Float[Tensor, "fact pos neuron"], g: Float[Tensor, "fact pos neuron"]
-                    ) -> Float[Tensor, "fact neuron"]:
-    """``sum_k h[f, k, i] * g[f, k, i]`` (``g`` already zero outside the fact's positions).
-
-    Always reduced over the same padded width, so equal inputs give bit-equal outputs.
-    """
-    return (h * g).sum(1)
+def attribution_now(h: Float[Tensor, "fact layer pos neuron"],
+                    g: Float[Tensor, "fact layer pos neuron"]) -> Float[Tensor, "fact layer neuron"]:
+    """``sum_k h[f, l, k, i] * g[f, l, k, i]``; ``g`` is zero outside the fact's positions, so
+    ``h`` needs no mask. Equal inputs give bit-equal outputs (same shapes, same reduction)."""
+    return (h * g).sum(2)
 
 
 class NeuronPenalty:
-    """Per-fact caches of the previous gradient and attribution, and the neuron penalty."""
+    """Per-fact caches of the previous gradient and attribution, and the neuron penalty.
+
+    ``grad[f, j, k, i]`` holds ``d log P_f / d h`` at layer ``layers[j]``, position ``k``,
+    neuron ``i`` from the fact's previous visit, zero outside its positions; ``attr[f, j, i]``
+    the attribution then; ``seen[f]`` whether there was a previous visit.
+    """
 
     def __init__(self, config: SSIUU, model: Any, layers: Sequence[int], forget: FactBatch) -> None:
         self.config, self.layers = config, list(layers)
         self.hook_names = mlp_hook_names(model, self.layers)
-        n, width = len(forget), int(_positions(forget, config.positions).sum(-1).max())
+        n = len(forget)
         # Rows are [bos] prompt answer, right padded: positions of interest start at 0.
-        self.width = width if config.positions == "prompt" else forget.tokens.shape[1]
-        device = next(model.parameters()).device
-        dtype = next(model.parameters()).dtype
-        shape = (n, len(self.layers), self.width, d_mlp(model))
-        self.grad: Float[Tensor, "fact layer pos neuron"] = torch.zeros(shape, device=device,
-                                                                        dtype=dtype)
+        self.width = int(_positions(forget, config.positions).sum(-1).max())
+        param = next(model.parameters())
+        self.grad: Float[Tensor, "fact layer pos neuron"] = torch.zeros(
+            (n, len(self.layers), self.width, d_mlp(model)), device=param.device, dtype=param.dtype)
         self.attr: Float[Tensor, "fact layer neuron"] = torch.zeros(
-            (n, len(self.layers), d_mlp(model)), device=device, dtype=dtype)
-        self.seen: Bool[Tensor, " fact"] = torch.zeros(n, dtype=torch.bool, device=device)
+            (n, len(self.layers), d_mlp(model)), device=param.device, dtype=param.dtype)
+        self.seen: Bool[Tensor, " fact"] = torch.zeros(n, dtype=torch.bool, device=param.device)
 
-    def _padded(self, act: Tensor, rows: FactBatch) -> Tensor:
-        """``act[:, :width]`` masked to the fact's positions and zero-padded to the cache width."""
-        take = min(act.shape[1], self.width)
-        mask = _positions(rows, self.config.positions)[:, :take].unsqueeze(-1).to(act.dtype)
-        part = act[:, :take] * mask
-        if take < self.width:
-            part = torch.cat([part, part.new_zeros(part.shape[0], self.width - take,
-                                                   part.shape[2])], 1)
-        return part
+    def _take(self, act: Tensor) -> int:
+        return min(act.shape[1], self.width)
 
     def penalty(self, acts: Sequence[Tensor], rows: FactBatch, index: Tensor) -> Tensor:
         """``lam * sum |A_prev - A_now|`` over facts seen before and neurons with ``A_prev < 0``.
@@ -146,9 +140,9 @@ class NeuronPenalty:
         (``[fact, seq, neuron]``); ``index``: the rows' numbers in the full forget batch.
         """
         index = index.to(self.seen.device)
+        take = self._take(acts[0])
         prev = self.attr[index]
-        now = torch.stack([attribution_now(self._padded(act, rows), self.grad[index, j])
-                           for j, act in enumerate(acts)], 1)
+        now = attribution_now(_stack(acts, take), self.grad[index, :, :take])
         active = (prev < 0) & self.seen[index].view(-1, 1, 1)
         return self.config.lam * torch.where(active, (prev - now).abs(), 0.0).sum()
 
@@ -158,18 +152,24 @@ class NeuronPenalty:
 
         ``graph_acts`` are the tensors the forward pass produced (``acts`` may be row slices of
         them); the gradient is taken with respect to those, keeping the graph for the main
-        backward pass.
+        backward pass. Positions past ``take`` need no reset: they lie beyond every prompt in
+        this minibatch and were stored as zeros.
         """
         index = index.to(self.seen.device)
         sources = list(graph_acts if graph_acts is not None else acts)
         grads = torch.autograd.grad(logprob.sum(), sources, retain_graph=True, allow_unused=True)
-        n = len(rows)
-        for j, (act, grad) in enumerate(zip(acts, grads, strict=True)):
-            grad = torch.zeros_like(sources[j]) if grad is None else grad
-            g = self._padded(grad[:n].detach(), rows)
-            self.grad[index, j] = g
-            self.attr[index, j] = attribution_now(self._padded(act.detach(), rows), g)
+        n, take = len(rows), self._take(acts[0])
+        grads = [torch.zeros_like(src) if grad is None else grad
+                 for src, grad in zip(sources, grads, strict=True)]
+        mask = _positions(rows, self.config.positions)[:, None, :take, None]
+        g = torch.where(mask, _stack([grad[:n] for grad in grads], take), 0.0)
+        self.grad[index, :, :take] = g
+        self.attr[index] = attribution_now(_stack(acts, take).detach(), g)
         self.seen[index] = True
+
+
+def _stack(acts: Sequence[Tensor], take: int) -> Float[Tensor, "fact layer pos neuron"]:
+    return torch.stack([act[:, :take] for act in acts], 1)
 
 
 class ParameterPenalty:

@@ -1,0 +1,96 @@
+"""Per-step wall time of each unlearning method with and without SSIUU, in one run.
+
+Every variant of a method runs the same seeded minibatches from the same starting model;
+variants are interleaved (base, SSIUU neuron, SSIUU parameter, base, ...) and repeated, and
+the report gives median per-step times and the SSIUU / base ratio per method. The first
+``--skip`` steps of each run are dropped (allocator warm-up). Evaluation time is excluded
+(``TrainHistory.step_seconds``). Times are process CPU time by default (``--clock cpu``):
+on a machine shared with other jobs, wall time mostly measures the neighbours.
+
+Usage:
+    OMP_NUM_THREADS=1 python benchmarks/bench_unlearning.py --size small --steps 30 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+
+import neuronscope as ns
+from neuronscope.unlearning import SSIUU, unlearn
+
+METHODS = ("ga", "gd", "npo", "simnpo", "dpo", "rmu")
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    world = ns.FactWorld.synthetic(n_people=args.people, seed=0)
+    forget, retain = world.facts.split(forget=args.forget, by="group", seed=0)
+    org = ns.organism(world, size=args.size, seed=0, progress=False)
+    variants = {"base": None, "ssiuu_neuron": SSIUU(args.lam),
+                "ssiuu_parameter": SSIUU(args.lam, level="parameter")}
+    times: dict[str, dict[str, list[float]]] = {m: {v: [] for v in variants} for m in args.methods}
+    ratios: dict[str, dict[str, list[float]]] = {m: {v: [] for v in variants if v != "base"}
+                                                for m in args.methods}
+    for rep in range(args.repeats):
+        for method in args.methods:
+            medians = {}
+            for name, ssiuu in variants.items():
+                result = unlearn(org.model, forget, retain, method=method, ssiuu=ssiuu,
+                                 max_steps=args.steps, eval_every=args.steps,
+                                 target_forget_accuracy=None, seed=rep, progress=False,
+                                 refusals=world.refusals if method == "dpo" else None)
+                steps = result.history.step_seconds(cpu=args.clock == "cpu")[args.skip:]
+                times[method][name].extend(steps)
+                medians[name] = statistics.median(steps)
+            for name in ratios[method]:
+                ratios[method][name].append(medians[name] / medians["base"])
+            print(f"repeat {rep} {method}: " + ", ".join(f"{k} {v * 1e3:.1f} ms"
+                                                         for k, v in medians.items()), flush=True)
+    table = {}
+    for method in args.methods:
+        base = statistics.median(times[method]["base"])
+        row = {"base_ms": base * 1e3}
+        for name in ratios[method]:
+            row[f"{name}_ms"] = statistics.median(times[method][name]) * 1e3
+            row[f"{name}_ratio"] = statistics.median(ratios[method][name])
+        table[method] = row
+    return {"settings": vars(args), "torch": torch.__version__, "threads": args.threads,
+            "n_forget": len(forget), "n_retain": len(retain), "table": table}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="small", choices=("tiny", "small"))
+    parser.add_argument("--people", type=int, default=400)
+    parser.add_argument("--forget", type=float, default=0.1)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--skip", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--lam", type=float, default=1e-3)
+    parser.add_argument("--clock", default="cpu", choices=("cpu", "wall"))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    report = run(args)
+    report["seconds"] = time.perf_counter() - start
+    print(f"\n{'method':8} {'base ms':>9} {'+neuron':>9} {'ratio':>6} {'+param':>9} {'ratio':>6}")
+    for method, row in report["table"].items():
+        print(f"{method:8} {row['base_ms']:9.1f} {row['ssiuu_neuron_ms']:9.1f} "
+              f"{row['ssiuu_neuron_ratio']:6.2f} {row['ssiuu_parameter_ms']:9.1f} "
+              f"{row['ssiuu_parameter_ratio']:6.2f}")
+    if args.json:
+        from neuronscope.facts import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
