@@ -129,6 +129,8 @@ def test_combine_joins_seeds_and_refuses_mismatches():
     assert joined.meta["seconds"] == 3.0
     with pytest.raises(ValueError, match="more than one run"):
         RobustnessResult.combine([a, a])
+    subset = RobustnessResult(one.config.with_overrides(seeds=(1,), sweep=()), rows1)
+    assert RobustnessResult.combine([a, subset]).config.sweep == one.config.sweep
     c = RobustnessResult(one.config.with_overrides(seeds=(2,), attack_lr=1.0), rows1)
     with pytest.raises(ValueError, match="differ in"):
         RobustnessResult.combine([a, c])

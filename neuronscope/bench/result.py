@@ -119,14 +119,15 @@ class RobustnessResult:
         """Markdown table of the lambda sweep (rows of the sweep's base method, by lambda)."""
         base = self.config.sweep_base
         lams = sorted({r["lambda"] for r in self.rows if r["base"] == base})
-        header = ["lambda", "forget acc", "retain acc",
+        header = ["lambda", "seeds", "forget acc", "retain acc",
                   *[f"{a} (excess)" for a in self.attacks]]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for lam in lams:
             rows = [r for r in self.rows if r["base"] == base and r["lambda"] == lam]
             method = rows[0]["method"]
             first = self.attacks[0]
-            cells = [f"{lam:g}", _cell(self.select(method, first, "forget_accuracy")),
+            cells = [f"{lam:g}", str(len(self.select(method, first))),
+                     _cell(self.select(method, first, "forget_accuracy")),
                      _cell(self.select(method, first, "retain_accuracy"))]
             for attack in self.attacks:
                 excess = _cell(self.select(method, attack, "excess_recovery"), signed=True)
@@ -206,14 +207,19 @@ class RobustnessResult:
 
     @classmethod
     def combine(cls, results: list[RobustnessResult]) -> RobustnessResult:
-        """Join runs of the same settings over different seeds (e.g. one process per seed)."""
+        """Join runs of the same settings over different seeds (e.g. one process per seed).
+
+        The runs may differ in their method lists and lambda sweeps (a seed that ran a subset);
+        the joined config lists the union, and each table cell averages the seeds that ran it.
+        """
         if not results:
             raise ValueError("combine needs at least one result")
         first = results[0].config.to_dict()
         seeds: list[int] = []
+        free = {"seeds", "methods", "sweep"}
         for result in results:
             other = result.config.to_dict()
-            differs = sorted(k for k in first if k != "seeds" and first[k] != other[k])
+            differs = sorted(k for k in first if k not in free and first[k] != other[k])
             if differs:
                 raise ValueError(f"cannot combine runs whose settings differ in {differs}")
             clash = set(seeds) & set(result.config.seeds)
@@ -225,7 +231,10 @@ class RobustnessResult:
                 "python": results[0].meta.get("python"), "world": results[0].meta.get("world"),
                 "units": [u for r in results for u in r.meta.get("units", [])],
                 "combined_from": len(results)}
-        return cls(results[0].config.with_overrides(seeds=tuple(seeds)),
+        methods = tuple(dict.fromkeys(m for r in results for m in r.config.methods))
+        sweep = tuple(sorted({lam for r in results for lam in r.config.sweep}))
+        config = results[0].config.with_overrides(seeds=tuple(seeds), methods=methods, sweep=sweep)
+        return cls(config,
                    [row for r in results for row in r.rows], [c for r in results for c in r.curves], meta)
 
     # --- display ----------------------------------------------------------------------------
