@@ -195,8 +195,8 @@ def _unembed(model: Any, final: Float[Tensor, "row seq d_model"], readout: _Read
 # --- memory planning -------------------------------------------------------------------
 def _bytes_per_row(model: Any, width: int, n_blocks: int, n_pred: float, opts: EngineOptions) -> float:
     """Rough bytes of activations a row of ``width`` tokens keeps for backward over
-    ``n_blocks`` blocks plus its answer logits (calibrated on CPU float32, see
-    docs/performance.md)."""
+    ``n_blocks`` blocks plus its answer logits. Conservative: measured peaks on the CPU in
+    float32 were about half the budget (docs/performance.md)."""
     cfg = model.cfg
     size = torch.finfo(next(model.parameters()).dtype).bits // 8
     gated = 1.5 if getattr(cfg, "gated_mlp", False) else 1.0
