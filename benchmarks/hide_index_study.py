@@ -57,11 +57,12 @@ def _mean_first_index(before: torch.Tensor, after: torch.Tensor) -> float:
 def study(*, size: str = "tiny", seeds=(0,), methods=tuple(METHODS), steps: int = 8,
           max_steps: int = 300, lr: float | None = None, eval_every: int = 1,
           cache: str = "/tmp/hide_study_cache", n_people: int | None = None, forget: float = 0.2,
-          control_max: int | None = None, verbose: bool = True) -> list[dict]:
+          control_max: int | None = None, fixed_steps: bool = False, verbose: bool = True) -> list[dict]:
     """One row per (seed, method); ``seed`` sets the forget split and the unlearning batches
     (the organism is the same: world seed 0, organism seed 0). ``n_people``: 60 (tiny) or 400
     (small) by default; ``control_max``: diagnose against at most this many retain facts (a
-    seeded sample; unlearning always uses the whole retain set)."""
+    seeded sample; unlearning always uses the whole retain set). ``fixed_steps``: no target,
+    every method runs exactly ``max_steps`` (the old protocol, for comparison)."""
     if n_people is None:
         n_people = 60 if size == "tiny" else 400
     world = ns.FactWorld.synthetic(n_people=n_people, seed=0)
@@ -85,8 +86,8 @@ def study(*, size: str = "tiny", seeds=(0,), methods=tuple(METHODS), steps: int 
             extra = {"lr": lr} if lr is not None else {}
             res = unlearn(before, forget_set, retain_set, method=base,
                           ssiuu=SSIUU(lam) if lam is not None else None, max_steps=max_steps,
-                          target_forget_accuracy=target_acc, tolerance=1e-6, eval_every=eval_every,
-                          seed=seed, progress=False, **extra)
+                          target_forget_accuracy=None if fixed_steps else target_acc, tolerance=1e-6,
+                          eval_every=eval_every, seed=seed, progress=False, **extra)
             logp = answer_logprob(res.model, forget_set)
             row = {"seed": seed, "method": name, "oracle_forget_acc": target_acc, "steps": res.steps,
                    "stopped": res.history.stopped_reason,
@@ -146,12 +147,14 @@ def main() -> None:
     parser.add_argument("--cache", default="/tmp/hide_study_cache")
     parser.add_argument("--control-max", type=int, default=None,
                         help="diagnose against at most this many retain facts (seeded sample)")
+    parser.add_argument("--fixed-steps", action="store_true",
+                        help="no forget-accuracy target: every method runs --max-steps steps")
     parser.add_argument("--json", default=None, help="write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = study(size=args.size, seeds=args.seeds, methods=args.methods, steps=args.steps,
                  max_steps=args.max_steps, lr=args.lr, eval_every=args.eval_every, cache=args.cache,
-                 control_max=args.control_max)
+                 control_max=args.control_max, fixed_steps=args.fixed_steps)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     print(markdown(rows))

@@ -359,26 +359,34 @@ def test_llama_checkpoint_folder_end_to_end(hf_folders, tmp_path):
 
 # --- GA against GD + SSIUU ------------------------------------------------------------------
 _GA_SSIUU_REASON = (
-    "measured on the tiny organism (IG, 8 steps, unlearn defaults): with target='prob' unlearning drives "
-    "P(answer) to ~1e-13, every attribution vanishes along the IG path and both hide indices are ~0 "
-    "(GA 0.000, GD+SSIUU(0.1) 0.001); with target='logprob' GA 0.751 < GD+SSIUU(0.1) 0.973. The paper's "
-    "ordering is not reproduced here; see docs/diagnostics.md.")
+    "measured on the tiny organism (IG, 8 steps), every method unlearned to the oracle's own forget "
+    "accuracy (0.10 here; benchmarks/hide_index_study.py, 3 forget splits): P(answer) still falls to a "
+    "median ~1e-4, and GD + SSIUU(0.1) needs 4-7x GA's steps and ends with the HIGHER hide index under "
+    "both targets and all three clipping orders: seed 0 prob GA 0.003 < GD 0.005 < GD+SSIUU 0.022, "
+    "logprob GA 0.718 < GD 0.905 < GD+SSIUU 0.950 (seeds 1, 2 alike). The paper's ordering is not "
+    "reproduced here; see docs/diagnostics.md.")
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:the unlearned model's median P")  # the collapse it documents
+@pytest.mark.filterwarnings("ignore:the unlearned model's median P")  # P still falls far below 1e-3
 @pytest.mark.xfail(strict=True, reason=_GA_SSIUU_REASON)
-def test_ga_hides_more_than_gd_with_ssiuu(case):
+def test_ga_hides_more_than_gd_with_ssiuu(case, tiny_oracle):
+    """Issue 6: GA's hide index above GD + SSIUU's, both unlearned to the same forget accuracy
+    (the oracle's, i.e. chance: issue 5), under both attribution targets."""
     from neuronscope.unlearning import SSIUU, unlearn
 
     forget, retain = case["forget"], case["retain"]
-    ga = unlearn(case["before"], forget, retain, method="ga", max_steps=100, progress=False)
-    ssiuu = unlearn(case["before"], forget, retain, method="gd", ssiuu=SSIUU(0.1), max_steps=100,
-                    progress=False)
-    assert ga.forget_accuracy <= 0.2 and ssiuu.forget_accuracy <= 0.2
-    hide = {}
-    for name, result in (("ga", ga), ("ssiuu", ssiuu)):
-        diag = diagnose(case["before_attr"], result.model, forget, control=retain, steps=STEPS,
-                        progress=False)
-        hide[name] = diag.hide_index
-    assert hide["ga"] > hide["ssiuu"], hide
+    chance = ns.accuracy(tiny_oracle.model, forget)
+    runs = {name: unlearn(case["before"], forget, retain, method=base, ssiuu=ssiuu, max_steps=300,
+                          target_forget_accuracy=chance, eval_every=1, progress=False)
+            for name, base, ssiuu in (("ga", "ga", None), ("ssiuu", "gd", SSIUU(0.1)))}
+    for result in runs.values():
+        assert result.history.stopped_reason == "target"
+        assert result.forget_accuracy <= chance + 1e-6
+    everything = list(forget) + list(retain)
+    for target in ("prob", "logprob"):
+        before_attr = (case["before_attr"] if target == "prob"
+                       else attribute(case["before"], everything, steps=STEPS, target=target, progress=False))
+        hide = {name: diagnose(before_attr, result.model, forget, control=retain, progress=False).hide_index
+                for name, result in runs.items()}
+        assert hide["ga"] > hide["ssiuu"], (target, hide)
