@@ -36,10 +36,11 @@ class Preset:
     control: int = 100  # retain facts: the diagnosis null, and the retain curve of the attacks
     unlearn_steps: int = 200  # at most; each method stops at the oracle's forget accuracy
     unlearn_eval_every: int = 10  # steps between checks of that target (forget and retain accuracy)
+    unlearn_lr: float = 2e-3  # twice the methods' default: the demo must stay within a minute
     ssiuu_lambda: float = 0.01
     attribution_steps: int = 8
     permutations: int = 500
-    attack_steps: int = 40
+    attack_steps: int = 30
     attack_lr: float = 1e-3
     attack_eval_every: int = 10
     attack_p: tuple[float, ...] = (0.3,)
@@ -152,8 +153,8 @@ def _unlearn(model: Any, method: str, forget: Any, retain: Any, target: float, p
     base, _, extra = method.lower().partition("+")
     ssiuu = SSIUU(preset.ssiuu_lambda) if extra == "ssiuu" else None
     return unlearn(model, forget, retain, method=base, ssiuu=ssiuu, max_steps=preset.unlearn_steps,
-                   eval_every=preset.unlearn_eval_every, target_forget_accuracy=target, seed=seed,
-                   progress=progress)
+                   lr=preset.unlearn_lr, eval_every=preset.unlearn_eval_every,
+                   target_forget_accuracy=target, seed=seed, progress=progress)
 
 
 def run_demo(
