@@ -124,7 +124,7 @@ def d_per_layer(diagnosis: Any, *, layers: Sequence[int] | None = None, title: s
 
 
 def d_scatter(diagnosis: Any, *, layers: Sequence[int] | None = None, title: str | None = None,
-              label_flagged: int = 15) -> go.Figure:
+              label_flagged: int = 8) -> go.Figure:
     """D+ against D- for every neuron; flagged (spurious) neurons drawn as marked crosses.
 
     Points above the diagonal hide more than they erase. The first ``label_flagged`` flagged
@@ -155,7 +155,8 @@ def d_scatter(diagnosis: Any, *, layers: Sequence[int] | None = None, title: str
         marker={"color": FLAGGED, "size": 10, "symbol": "x", "line": {"width": 1}},
         customdata=np.stack([fl, fn], axis=-1), hovertemplate=hover))
     fig = go.Figure(traces)
-    high = max(float(np.concatenate([plus.ravel(), minus.ravel()]).max()), 0.0)
+    high = min(float(plus.max()), float(minus.max()))
+    high = high if high > 0 else max(float(plus.max()), float(minus.max()), 0.0)
     fig.add_shape(type="line", x0=0, y0=0, x1=high, y1=high,  # D- = D+: above it, hiding dominates
                   line={"color": "#999", "dash": "dot", "width": 1})
     fig.update_xaxes(title_text="D+  (positive influence removed: erase)", zeroline=True)

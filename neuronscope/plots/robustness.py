@@ -103,12 +103,13 @@ def attack_grid(
     col: str = "attack",
     value: str = "accuracy",
     title: str | None = None,
-    zmax: float | None = 1.0,
+    zmax: float | None = None,
     value_title: str = "accuracy after attack",
 ) -> go.Figure:
     """Method x attack grid of one number (default: accuracy on forgotten facts after the attack).
 
-    Lower is better (less recovered); cells are annotated with their value. Repeated cells
+    Lower is better (less recovered); cells are annotated with their value; the colour scale
+    runs from 0 to ``zmax`` (default: the largest value, so small differences show). Repeated cells
     (several seeds) show their mean; hover gives the count.
 
     Example:

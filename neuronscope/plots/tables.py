@@ -33,7 +33,7 @@ def _fmt(value: Any) -> Any:
 def _fit(fig: go.Figure, n_rows: int) -> go.Figure:
     """Height that shows every row without an inner scroll bar (rows are 24 px plus borders)."""
     top = 60 if fig.layout.title.text else 20
-    fig.update_layout(margin={"t": top, "b": 10}, height=min(1200, top + 10 + 28 * (n_rows + 1) + 10))
+    fig.update_layout(margin={"t": top, "b": 10}, height=min(1200, top + 20 + 26 * (n_rows + 1)))
     return fig
 
 
