@@ -261,7 +261,10 @@ def run_demo(
                 "retain": f"{len(retain)} facts", "control (null) facts": len(control),
                 **{f"preset {k}": v for k, v in asdict(preset).items()},
                 "torch threads": torch.get_num_threads(), "neuronscope": ns.__version__}
-    path = ns.report(target, sections, title="neuronscope demo: erase or hide?", settings=settings)
+    sections.append(("Settings", settings))  # last: the results come first in the demo's report
+    path = ns.report(target, sections, title="neuronscope demo: erase or hide?",
+                     subtitle=f"neuronscope {ns.__version__} · {preset.size} organism, {len(forget)} facts "
+                              f"forgotten with {', '.join(preset.methods)}")
     seconds = stages.finish()
     echo(f"done in {seconds['total']:.1f} s")
     return DemoResult(path, tables, seconds)
