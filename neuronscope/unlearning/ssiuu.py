@@ -102,19 +102,20 @@ def _positions(batch: FactBatch, positions: str) -> Bool[Tensor, "fact seq"]:
     return batch.prompt_mask if positions == "prompt" else batch.attention_mask
 
 
-def attribution_now(h: Float[Tensor, "fact layer pos neuron"],
-                    g: Float[Tensor, "fact layer pos neuron"]) -> Float[Tensor, "fact layer neuron"]:
-    """``sum_k h[f, l, k, i] * g[f, l, k, i]``; ``g`` is zero outside the fact's positions, so
-    ``h`` needs no mask. Equal inputs give bit-equal outputs (same shapes, same reduction)."""
-    return (h * g).sum(2)
+def attribution_now(h: Float[Tensor, "fact pos neuron"], g: Float[Tensor, "fact pos neuron"]
+                    ) -> Float[Tensor, "fact neuron"]:
+    """``sum_k h[f, k, i] * g[f, k, i]``; ``g`` is zero outside the fact's positions, so ``h``
+    needs no mask. Equal inputs give bit-equal outputs (same shapes, same reduction)."""
+    return (h * g).sum(1)
 
 
 class NeuronPenalty:
     """Per-fact caches of the previous gradient and attribution, and the neuron penalty.
 
-    ``grad[f, j, k, i]`` holds ``d log P_f / d h`` at layer ``layers[j]``, position ``k``,
+    ``grad[j][f, k, i]`` holds ``d log P_f / d h`` at layer ``layers[j]``, position ``k``,
     neuron ``i`` from the fact's previous visit, zero outside its positions; ``attr[f, j, i]``
-    the attribution then; ``seen[f]`` whether there was a previous visit.
+    the attribution then; ``seen[f]`` whether there was a previous visit. (One tensor per
+    layer: stacking layers would copy every activation once more per step.)
     """
 
     def __init__(self, config: SSIUU, model: Any, layers: Sequence[int], forget: FactBatch) -> None:
@@ -124,10 +125,12 @@ class NeuronPenalty:
         # Rows are [bos] prompt answer, right padded: positions of interest start at 0.
         self.width = int(_positions(forget, config.positions).sum(-1).max())
         param = next(model.parameters())
-        self.grad: Float[Tensor, "fact layer pos neuron"] = torch.zeros(
-            (n, len(self.layers), self.width, d_mlp(model)), device=param.device, dtype=param.dtype)
+        width = d_mlp(model)
+        self.grad: list[Float[Tensor, "fact pos neuron"]] = [
+            torch.zeros((n, self.width, width), device=param.device, dtype=param.dtype)
+            for _ in self.layers]
         self.attr: Float[Tensor, "fact layer neuron"] = torch.zeros(
-            (n, len(self.layers), d_mlp(model)), device=param.device, dtype=param.dtype)
+            (n, len(self.layers), width), device=param.device, dtype=param.dtype)
         self.seen: Bool[Tensor, " fact"] = torch.zeros(n, dtype=torch.bool, device=param.device)
 
     def _take(self, act: Tensor) -> int:
@@ -142,9 +145,10 @@ class NeuronPenalty:
         index = index.to(self.seen.device)
         take = self._take(acts[0])
         prev = self.attr[index]
-        now = attribution_now(_stack(acts, take), self.grad[index, :, :take])
-        active = (prev < 0) & self.seen[index].view(-1, 1, 1)
-        return self.config.lam * torch.where(active, (prev - now).abs(), 0.0).sum()
+        now = torch.stack([attribution_now(act[:, :take], grad[index, :take])
+                           for act, grad in zip(acts, self.grad, strict=True)], 1)
+        active = ((prev < 0) & self.seen[index].view(-1, 1, 1)).to(prev.dtype)
+        return self.config.lam * ((prev - now).abs() * active).sum()
 
     def update(self, acts: Sequence[Tensor], logprob: Tensor, rows: FactBatch, index: Tensor,
                graph_acts: Sequence[Tensor] | None = None) -> None:
@@ -159,17 +163,12 @@ class NeuronPenalty:
         sources = list(graph_acts if graph_acts is not None else acts)
         grads = torch.autograd.grad(logprob.sum(), sources, retain_graph=True, allow_unused=True)
         n, take = len(rows), self._take(acts[0])
-        grads = [torch.zeros_like(src) if grad is None else grad
-                 for src, grad in zip(sources, grads, strict=True)]
-        mask = _positions(rows, self.config.positions)[:, None, :take, None]
-        g = torch.where(mask, _stack([grad[:n] for grad in grads], take), 0.0)
-        self.grad[index, :, :take] = g
-        self.attr[index] = attribution_now(_stack(acts, take).detach(), g)
+        mask = _positions(rows, self.config.positions)[:, :take, None].to(acts[0].dtype)
+        for j, (act, grad) in enumerate(zip(acts, grads, strict=True)):
+            g = torch.zeros_like(act[:, :take]) if grad is None else grad[:n, :take] * mask
+            self.grad[j][index, :take] = g
+            self.attr[index, j] = attribution_now(act[:, :take].detach(), g)
         self.seen[index] = True
-
-
-def _stack(acts: Sequence[Tensor], take: int) -> Float[Tensor, "fact layer pos neuron"]:
-    return torch.stack([act[:, :take] for act in acts], 1)
 
 
 class ParameterPenalty:
