@@ -34,8 +34,8 @@ header { background: #1f2a37; color: white; padding: 22px 40px; }
 header h1 { margin: 0; font-size: 26px; font-weight: 600; }
 header p { margin: 6px 0 0; color: #c9d1db; font-size: 14px; }
 main { max-width: 1320px; margin: 0 auto; padding: 16px 40px 60px; }
-nav { font-size: 14px; margin: 12px 0 4px; line-height: 1.8; }
-nav a { color: #2c7fb8; text-decoration: none; margin-right: 14px; white-space: nowrap; }
+nav { font-size: 14px; margin: 12px 0 4px; display: flex; flex-wrap: wrap; gap: 4px 16px; }
+nav a { color: #2c7fb8; text-decoration: none; white-space: nowrap; }
 section { background: white; border: 1px solid #e1e4e8; border-radius: 6px; margin: 18px 0;
           padding: 14px 22px 18px; }
 section h2 { font-size: 19px; margin: 4px 0 10px; font-weight: 600; }
