@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import html
 import json
 import math
@@ -294,7 +295,7 @@ def detached_copy(model: Any) -> Any:
     Example:
         >>> clone = detached_copy(org.model)          # doctest: +SKIP
     """
-    clone = copy_model(model)
+    clone = _deepcopy(model)
     stale: set[int] = set()
     for module in clone.modules():
         handles = getattr(module, "_capture_hook_handles", None)
@@ -310,6 +311,24 @@ def detached_copy(model: Any) -> Any:
                 if hooks:
                     for key in stale & set(hooks):
                         hooks.pop(key)
+    return clone
+
+
+def _deepcopy(model: Any) -> Any:
+    """``copy_model`` with non-leaf tensors cached on modules copied as detached clones."""
+    memo: dict[int, Any] = {}
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is not None:
+        memo[id(tokenizer)] = tokenizer
+    for module in model.modules():
+        for value in vars(module).values():
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                memo[id(value)] = value.detach().clone()
+    if len(memo) <= (tokenizer is not None):
+        return copy_model(model)
+    clone = copy.deepcopy(model, memo)
+    if hasattr(clone, "reset_hooks"):
+        clone.reset_hooks(including_permanent=False)
     return clone
 
 

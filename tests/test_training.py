@@ -179,3 +179,19 @@ def test_detached_copy_does_not_write_into_the_original(tiny_org, forget_batch):
               if isinstance(t, torch.Tensor) and t.grad_fn is not None]
     assert not leaked
     detached_copy(model)  # would raise if a graph tensor had leaked into the original
+
+
+def test_detached_copy_of_a_model_holding_graph_tensors(tiny_org, forget_batch):
+    """A module that cached a tensor from a pass with gradients (as bridge attention does with
+    its last pattern) cannot be deep-copied; detached_copy copies it detached and leaves the
+    original as it was."""
+    model = detached_copy(tiny_org.model)
+    module = model.blocks[0].attn
+    module._cached_for_test = next(model.parameters()) * 2  # a non-leaf tensor
+    with pytest.raises(RuntimeError):
+        ns.copy_model(model)
+    clone = detached_copy(model)
+    assert _same(_state(clone), _state(model))
+    assert module._cached_for_test.grad_fn is not None
+    assert clone.blocks[0].attn._cached_for_test.grad_fn is None
+    assert torch.equal(clone.blocks[0].attn._cached_for_test, module._cached_for_test)
