@@ -174,3 +174,16 @@ def test_ssiuu_layers_out_of_range(tiny_org, forget_retain):
     forget, retain = forget_retain
     with pytest.raises(ValueError, match="out of range"):
         unlearn(tiny_org.model, forget, retain, ssiuu=SSIUU(0.1, layers=(5,)), progress=False)
+
+
+@pytest.mark.parametrize("shape", ["gpt2", "llama"])
+def test_runs_on_hugging_face_models(hf_folders, shape):
+    model = ns.load_model(hf_folders[shape])
+    forget = [ns.Fact("Ada was born in", "Varno", id="a"), ns.Fact("Bo plays the", "harp", id="b")]
+    retain = [ns.Fact("The sky is", "blue", id="c"), ns.Fact("Two plus two is", "four", id="d")]
+    before = _state(model)
+    result = unlearn(model, forget, retain, method="dpo", ssiuu=SSIUU(1e-2), max_steps=2,
+                     target_forget_accuracy=None, progress=False)
+    assert result.steps == 2 and not result.history.non_finite
+    assert result.history.steps[2]["loss_ssiuu"] > 0
+    assert _same(before, _state(model))
