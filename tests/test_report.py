@@ -110,3 +110,26 @@ def test_results_objects_with_to_pandas(tmp_path):
 
     text = ns.report(tmp_path / "r.html", {"Result": Result()}).read_text()
     assert ">layer</th>" in text and ">-0.25<" in text
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(tmp_path):
+    """The report draws its figures with no network (benchmarks/screenshot_report.py)."""
+    import importlib.util
+    import shutil
+
+    if not any(shutil.which(b) for b in ("/usr/bin/chromium", "chromium", "chromium-browser")):
+        pytest.skip("no Chromium installed")
+    image = pytest.importorskip("PIL.Image")
+    script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "screenshot_report.py")
+    spec = importlib.util.spec_from_file_location("screenshot_report", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    heat = ns.plots.neuron_heatmap(torch.tensor([[-1.0, 1.0], [1.0, -1.0]]))
+    path = ns.report(tmp_path / "r.html", {"Heatmap": heat})
+    png = module.screenshot(path, tmp_path / "r.png", width=900, height=700)
+    pixels = image.open(png).convert("RGB")
+    colours = {pixels.getpixel((x, y)) for x in range(0, 900, 10) for y in range(0, 700, 10)}
+    # The diverging scale's extremes appear: deep red and deep blue cells were drawn.
+    assert any(r > 100 and g < 60 and b < 60 for r, g, b in colours)
+    assert any(b > 60 and r < 40 for r, g, b in colours)
