@@ -114,7 +114,7 @@ def test_penalty_matches_its_definition(tiny64):
         for j, h in enumerate(acts):
             now = (h[f, :n] * penalty.grad[j][f, :n]).sum(0)
             prev = penalty.attr[f, j]
-            expected += float(((prev - now).abs() * (prev < 0)).sum())
+            expected += _v(((prev - now).abs() * (prev < 0)).sum())
     assert value == pytest.approx(0.3 * expected, rel=1e-10)
 
 
