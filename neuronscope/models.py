@@ -77,13 +77,51 @@ def _hub_like(text: str) -> bool:
 
 
 def copy_model(model: Any) -> Any:
-    """A deep copy with no hooks, parameters detached from the original's autograd graph.
+    """An independent deep copy: no user hooks, nothing shared with the original but the tokenizer.
 
-    The tokenizer object is shared, not copied (tokenizers are read-only here).
+    Two TransformerLens details make a plain ``copy.deepcopy`` unsafe, and both are handled:
+
+    * tensors that bridge modules cache from their last forward pass (the attention pattern)
+      may still carry an autograd graph; they are copied detached (``deepcopy`` refuses
+      non-leaf tensors);
+    * a bridge block that has already run holds capture pre-hooks whose closures point at the
+      *original* block; a copied closure would make the copy write into the original. Those
+      hooks are dropped from the clone (never from the original), and each clone block wires
+      its own on its first forward.
+
+    Example:
+        >>> clone = copy_model(org.model)          # doctest: +SKIP
     """
     tokenizer = getattr(model, "tokenizer", None)
-    memo = {id(tokenizer): tokenizer} if tokenizer is not None else {}
+    memo: dict[int, Any] = {id(tokenizer): tokenizer} if tokenizer is not None else {}
+    for module in model.modules():
+        for value in vars(module).values():
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
+                memo[id(value)] = value.detach().clone()
     clone = copy.deepcopy(model, memo)
+    _drop_copied_capture_hooks(clone)
     if hasattr(clone, "reset_hooks"):
         clone.reset_hooks(including_permanent=False)
     return clone
+
+
+_HOOK_DICTS = ("_forward_pre_hooks", "_forward_hooks", "_forward_pre_hooks_with_kwargs",
+               "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
+
+
+def _drop_copied_capture_hooks(clone: Any) -> None:
+    stale: set[int] = set()
+    for module in clone.modules():
+        handles = getattr(module, "_capture_hook_handles", None)
+        if handles:
+            stale.update(handle.id for handle in handles)
+            module._capture_hook_handles = []
+            module._capture_hooks_wired = False
+    if not stale:
+        return
+    for module in clone.modules():
+        for name in _HOOK_DICTS:
+            hooks = getattr(module, name, None)
+            if hooks:
+                for key in stale & set(hooks):
+                    hooks.pop(key)

@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import html
 import json
 import math
@@ -283,53 +282,8 @@ class TrainHistory:
 
 
 def detached_copy(model: Any) -> Any:
-    """:func:`~neuronscope.models.copy_model`, plus a fix for TransformerLens capture hooks.
-
-    A bridge block that has already run installs forward pre-hooks whose closures point at the
-    *original* block (``_maybe_wire_capture_hooks``); ``copy.deepcopy`` shares those closures,
-    so the copy's forward would write graph tensors into the original model (which then can no
-    longer be deep-copied) and fire the original's ``hook_mlp_in``. Here the copied capture
-    hooks are dropped from the clone (by handle id, without touching the original's hook
-    dicts) so that each clone block rewires its own on its first forward.
-
-    Example:
-        >>> clone = detached_copy(org.model)          # doctest: +SKIP
-    """
-    clone = _deepcopy(model)
-    stale: set[int] = set()
-    for module in clone.modules():
-        handles = getattr(module, "_capture_hook_handles", None)
-        if handles:
-            stale.update(handle.id for handle in handles)
-            module._capture_hook_handles = []
-            module._capture_hooks_wired = False
-    if stale:
-        for module in clone.modules():
-            for name in ("_forward_pre_hooks", "_forward_hooks", "_forward_pre_hooks_with_kwargs",
-                         "_forward_hooks_with_kwargs", "_forward_hooks_always_called"):
-                hooks = getattr(module, name, None)
-                if hooks:
-                    for key in stale & set(hooks):
-                        hooks.pop(key)
-    return clone
-
-
-def _deepcopy(model: Any) -> Any:
-    """``copy_model`` with non-leaf tensors cached on modules copied as detached clones."""
-    memo: dict[int, Any] = {}
-    tokenizer = getattr(model, "tokenizer", None)
-    if tokenizer is not None:
-        memo[id(tokenizer)] = tokenizer
-    for module in model.modules():
-        for value in vars(module).values():
-            if isinstance(value, torch.Tensor) and value.grad_fn is not None:
-                memo[id(value)] = value.detach().clone()
-    if len(memo) <= (tokenizer is not None):
-        return copy_model(model)
-    clone = copy.deepcopy(model, memo)
-    if hasattr(clone, "reset_hooks"):
-        clone.reset_hooks(including_permanent=False)
-    return clone
+    """Alias of :func:`neuronscope.models.copy_model` (kept for callers of this name)."""
+    return copy_model(model)
 
 
 def release_graph_tensors(model: Any) -> None:

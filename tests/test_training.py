@@ -183,14 +183,16 @@ def test_detached_copy_does_not_write_into_the_original(tiny_org, forget_batch):
 
 def test_detached_copy_of_a_model_holding_graph_tensors(tiny_org, forget_batch):
     """A module that cached a tensor from a pass with gradients (as bridge attention does with
-    its last pattern) cannot be deep-copied; detached_copy copies it detached and leaves the
-    original as it was."""
+    its last pattern) cannot be deep-copied plainly; copy_model (and its alias detached_copy)
+    copies it detached and leaves the original as it was."""
+    import copy
+
     model = detached_copy(tiny_org.model)
     module = model.blocks[0].attn
     module._cached_for_test = next(model.parameters()) * 2  # a non-leaf tensor
     with pytest.raises(RuntimeError):
-        ns.copy_model(model)
-    clone = detached_copy(model)
+        copy.deepcopy(model)
+    clone = ns.copy_model(model)
     assert _same(_state(clone), _state(model))
     assert module._cached_for_test.grad_fn is not None
     assert clone.blocks[0].attn._cached_for_test.grad_fn is None
