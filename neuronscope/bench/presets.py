@@ -149,10 +149,11 @@ PRESETS: dict[str, BenchConfig] = {
                         methods=(MethodSpec("ga"), MethodSpec("gd"), MethodSpec("gd", 1e-3)),
                         attack_steps=20),
     # The documented run (docs/results.md): every base method, SSIUU (its default lambda 1e-3)
-    # on ga, gd and npo, and a lambda sweep on gd.
+    # on each of them but simnpo, and a lambda sweep on gd.
     "full": BenchConfig(size="small", seeds=(0, 1, 2),
                         methods=(MethodSpec("gd"), MethodSpec("gd", 1e-3), MethodSpec("ga"),
                                  MethodSpec("ga", 1e-3), MethodSpec("npo"), MethodSpec("npo", 1e-3),
-                                 MethodSpec("dpo"), MethodSpec("rmu")),
+                                 MethodSpec("dpo"), MethodSpec("rmu"), MethodSpec("rmu", 1e-3),
+                                 MethodSpec("dpo", 1e-3)),
                         sweep=(0.0, 1e-4, 1e-3, 1e-2, 1e-1)),
 }
