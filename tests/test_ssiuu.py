@@ -205,3 +205,61 @@ def test_ssiuu_limits_the_change_of_negative_attributions(tiny_org, forget_retai
     base = unlearn(tiny_org.model, forget, retain, **common)
     guarded = unlearn(tiny_org.model, forget, retain, ssiuu=SSIUU(0.05), **common)
     assert change(guarded.model) < 0.7 * change(base.model)
+
+
+class _Recording(SSIUU):
+    """An SSIUU whose built penalties are kept in ``BUILT`` (to read their caches)."""
+
+    def build(self, model, forget):
+        penalty = super().build(model, forget)
+        BUILT.append(penalty)
+        return penalty
+
+
+BUILT: list = []
+
+
+def _run_caches(model, forget, retain, method, shortcut, steps=4):
+    """Unlearn ``steps`` steps; the penalty's (attr, grad, seen) after each step, the weights."""
+    from neuronscope.unlearning import unlearn
+
+    BUILT.clear()
+    snaps: list = []
+
+    def snap(_model, _record):
+        penalty = BUILT[-1]
+        snaps.append((penalty.attr.clone(), [g.clone() for g in penalty.grad],
+                      penalty.seen.clone()))
+
+    result = unlearn(model, forget, retain if method != "ga" else None, method=method,
+                     ssiuu=_Recording(0.05, shortcut=shortcut), max_steps=steps,
+                     target_forget_accuracy=None, progress=False, callbacks=[snap])
+    return snaps, result.model
+
+
+@pytest.mark.parametrize("method", ["ga", "gd", "npo"])
+def test_shortcut_caches_equal_the_extra_backward_pass(tiny_org, forget_retain, method):
+    """The gradient read off the main backward pass (minus the penalty's closed-form
+    gradient, divided by d loss / d log P_f) equals the extra pass's, step after step, and
+    so do the weights."""
+    forget, retain = forget_retain
+    fast, fast_model = _run_caches(tiny_org.model, forget, retain, method, shortcut=True)
+    slow, slow_model = _run_caches(tiny_org.model, forget, retain, method, shortcut=False)
+    assert len(fast) == len(slow) == 4
+    for (a_fast, g_fast, s_fast), (a_slow, g_slow, s_slow) in zip(fast, slow, strict=True):
+        assert s_fast.all() and s_slow.all()
+        scale = a_slow.abs().max()
+        assert scale > 0
+        assert (a_fast - a_slow).abs().max() <= 1e-5 * scale
+        for gf, gs in zip(g_fast, g_slow, strict=True):
+            assert (gf - gs).abs().max() <= 1e-5 * gs.abs().max()
+    # The penalty is active from step 2 on: some attributions moved after step 1.
+    assert not torch.equal(fast[0][0], fast[-1][0])
+    # Weights: equal up to float noise (the caches differ at ~1e-7, which Adam amplifies on
+    # parameters with near-zero gradients): far below one step (lr = 1e-3) and the update.
+    pairs = list(zip(fast_model.parameters(), slow_model.parameters(),
+                     tiny_org.model.parameters(), strict=True))
+    assert max(float((pf - ps).abs().max()) for pf, ps, _ in pairs) < 2e-4
+    diff = sum(float((pf - ps).pow(2).sum()) for pf, ps, _ in pairs) ** 0.5
+    update = sum(float((ps - p0).pow(2).sum()) for _, ps, p0 in pairs) ** 0.5
+    assert diff < 2e-3 * update
