@@ -92,6 +92,8 @@ class SSIUU:
             raise ValueError(f"SSIUU level must be one of {LEVELS}, got {self.level!r}")
         if self.positions not in POSITIONS:
             raise ValueError(f"SSIUU positions must be one of {POSITIONS}, got {self.positions!r}")
+        if not isinstance(self.shortcut, bool):
+            raise ValueError(f"SSIUU shortcut must be True or False, got {self.shortcut!r}")
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(layer) for layer in self.layers))
 
