@@ -43,14 +43,9 @@ from neuronscope.training import IndexedBatch
 from neuronscope.unlearning.forward import answer_logprobs, forward, stack_batches
 from neuronscope.unlearning.ssiuu import NeuronPenalty, ParameterPenalty
 
-__all__ = ["COMMON_DEFAULTS", "METHODS", "RETAIN_LOSSES", "SHORTCUT_METHODS", "Method",
-           "UnlearningLoss", "rmu_hook"]
+__all__ = ["COMMON_DEFAULTS", "METHODS", "RETAIN_LOSSES", "Method", "UnlearningLoss", "rmu_hook"]
 
 RETAIN_LOSSES = ("nll", "kl", "activations")
-# Methods whose forget term reaches each forget row only through its log P (see logp_weights).
-SHORTCUT_METHODS = ("ga", "gd", "npo", "simnpo", "dpo")
-# Below this (per-fact weight x minibatch size), the shortcut's division is ill-conditioned.
-MIN_SHORTCUT_WEIGHT = 1e-4
 
 COMMON_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
@@ -129,10 +124,7 @@ class UnlearningLoss:
                  separate_retain: bool | None = None) -> None:
         self.method, self.hp, self.retain_loss, self.penalty = method, dict(hp), retain_loss, penalty
         # With SSIUU, the retain rows get their own forward pass, so that the extra backward
-        # pass (d log P / d h, or the shortcut's penalty correction) traverses the forget
-        # rows' graph only.
-        self.shortcut = (isinstance(penalty, NeuronPenalty) and penalty.config.shortcut
-                         and method.name in SHORTCUT_METHODS)
+        # pass for d log P / d h traverses the forget rows' graph only.
         self.separate_retain = penalty is not None if separate_retain is None else separate_retain
         self.ref_forget, self.ref_refusal, self.refusals = ref_forget, ref_refusal, refusals
         self.reference, self.rmu_layer, self.rmu_target = reference, rmu_layer, rmu_target
@@ -174,7 +166,7 @@ class UnlearningLoss:
                 terms["retain"] = self._retain(out, retain, slices[-1], picked, mask)
             total = total + weight * terms["retain"]
         if self.penalty is not None:
-            terms["ssiuu"] = self._ssiuu(out, rows, sf, slices, logp, n_tok, mask, index)
+            terms["ssiuu"] = self._ssiuu(out, rows, sf, logp, index)
             total = total + terms["ssiuu"]
         terms["loss"] = total
         return terms
@@ -221,43 +213,12 @@ class UnlearningLoss:
             return _masked_mean(dist, retain.attention_mask)
         raise ValueError(f"unknown retain loss {self.retain_loss!r}")
 
-    def logp_weights(self, slices, logp, n_tok, mask, index) -> Tensor:
-        """``d forget / d log P_f`` per forget row, in closed form (detached).
-
-        GA/GD: ``1 / (answer tokens in the minibatch)``; NPO: ``(2/n) sigmoid(beta r_f)``;
-        SimNPO: ``(2/(n |y_f|)) sigmoid(beta log P_f / |y_f| + gamma)``; DPO:
-        ``(2/n) sigmoid(-beta (chosen_f - rejected_f))``.
-        """
-        name, hp, sf = self.method.name, self.hp, slices[0]
-        with torch.no_grad():
-            lp = logp[sf]
-            n = lp.shape[0]
-            if name in ("ga", "gd"):
-                return torch.full_like(lp, 1.0) / mask[sf].sum()
-            if name == "npo":
-                ratio = lp - self.ref_forget[index].to(lp.device)
-                return (2 / n) * torch.sigmoid(hp["beta"] * ratio)
-            if name == "simnpo":
-                return (2 / (n * n_tok[sf])) * torch.sigmoid(hp["beta"] * lp / n_tok[sf]
-                                                             + hp["gamma"])
-            if name == "dpo":
-                chosen = logp[slices[1]] - self.ref_refusal[index].to(lp.device)
-                rejected = lp - self.ref_forget[index].to(lp.device)
-                return (2 / n) * torch.sigmoid(-hp["beta"] * (chosen - rejected))
-        raise ValueError(f"method {name!r} has no closed-form d forget / d log P")
-
-    def _ssiuu(self, out, rows, sf, slices, logp, n_tok, mask, index) -> Tensor:
+    def _ssiuu(self, out, rows, sf, logp, index) -> Tensor:
         if isinstance(self.penalty, NeuronPenalty):
             full = [out.acts[name] for name in self.penalty.hook_names]
             acts = [act[sf] for act in full]
             value = self.penalty.penalty(acts, rows, index)
-            weights = (self.logp_weights(slices, logp, n_tok, mask, index)
-                       if self.shortcut else None)
-            if weights is not None and bool(
-                    (weights * len(rows) >= MIN_SHORTCUT_WEIGHT).all()):
-                self.penalty.capture(acts, weights, rows, index, graph_acts=full)
-            else:
-                self.penalty.update(acts, logp[sf], rows, index, graph_acts=full)
+            self.penalty.update(acts, logp[sf], rows, index, graph_acts=full)
             return value
         value = self.penalty.penalty()
         self.penalty.update(logp[sf])

@@ -18,19 +18,12 @@ is its absolute value.
   that is exactly the previous step.
 * First visit of a fact (step 1 with the whole set): no previous attribution, so no penalty;
   the step only records ``A`` and ``g``. No warm-up pass is run.
-* Cost: the forget loss's own forward pass supplies ``h`` (read through hooks). ``g`` comes
-  for free from the main backward pass (``shortcut=True``, the default) for methods whose
-  forget term depends on each forget row only through its ``log P_f`` (GA, GD, NPO, SimNPO,
-  DPO): row ``f``'s activations influence only row ``f``'s outputs, so a tensor hook on the
-  hooked activation sees ``d loss / d h_f = w_f * d log P_f / d h_f + d penalty / d h_f``
-  (retain and refusal rows are other rows), with ``w_f = d forget / d log P_f`` known in
-  closed form and the penalty's gradient subtracted exactly. That gradient is
-  ``lam * sign(A_now - A_prev) * g_prev`` on the penalised neurons (``sign(0) = 0`` as in
-  autograd) directly, plus what flows back from later hooked layers; the latter needs one
-  short pass from the hooked activations down (not through the logits, no weight gradients),
-  skipped when no neuron is penalised (first visit). Otherwise (RMU,
-  ``shortcut=False``, or a step where some ``w_f`` is tiny) ``g`` comes from one extra backward
-  pass of ``sum_f log P_f`` on that same graph, with respect to the hooked activations only.
+* Cost: the forget loss's own forward pass supplies ``h`` (read through hooks); ``g`` comes
+  from one extra backward pass of ``sum_f log P_f`` on that same graph, taken with respect
+  to the hooked activations only (no weight gradients), before the main backward. It is
+  needed because the loss gradient is not the gradient of ``log P``: the forget loss
+  weights facts unevenly (NPO, DPO) or is not built on ``log P`` at all (RMU), and the
+  penalty's own gradient flows into the same activations.
 
 Parameter level. ``A_j = theta_j * G_j`` per parameter element of the MLPs of ``layers``
 (input/gate/output projections and biases), ``G`` the gradient of ``sum_f log P_f`` over
@@ -71,19 +64,16 @@ class SSIUU:
         level: ``"neuron"`` (hook-based, default) or ``"parameter"`` (paper appendix).
         layers: MLP layers whose neurons (or parameters) are regularised; None = all.
         positions: neuron level: ``"prompt"`` (default, as the attribution engine) or ``"all"``.
-        shortcut: neuron level: read ``g`` off the main backward pass where the method allows
-            it (exact; see the module docstring); False forces the extra backward pass.
 
     Example:
         >>> SSIUU(1e-3)
-        SSIUU(lam=0.001, level='neuron', layers=None, positions='prompt', shortcut=True)
+        SSIUU(lam=0.001, level='neuron', layers=None, positions='prompt')
     """
 
     lam: float = 1e-3
     level: str = "neuron"
     layers: tuple[int, ...] | None = None
     positions: str = "prompt"
-    shortcut: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam < 0:
@@ -92,8 +82,6 @@ class SSIUU:
             raise ValueError(f"SSIUU level must be one of {LEVELS}, got {self.level!r}")
         if self.positions not in POSITIONS:
             raise ValueError(f"SSIUU positions must be one of {POSITIONS}, got {self.positions!r}")
-        if not isinstance(self.shortcut, bool):
-            raise ValueError(f"SSIUU shortcut must be True or False, got {self.shortcut!r}")
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(layer) for layer in self.layers))
 
@@ -144,8 +132,6 @@ class NeuronPenalty:
         self.attr: Float[Tensor, "fact layer neuron"] = torch.zeros(
             (n, len(self.layers), width), device=param.device, dtype=param.dtype)
         self.seen: Bool[Tensor, " fact"] = torch.zeros(n, dtype=torch.bool, device=param.device)
-        # Set by penalty(): per layer, d penalty / d A_now (detached) and the g_prev used.
-        self._pending: tuple[Tensor, list[Tensor], list[Tensor]] | None = None
 
     def _take(self, act: Tensor) -> int:
         return min(act.shape[1], self.width)
@@ -159,54 +145,10 @@ class NeuronPenalty:
         index = index.to(self.seen.device)
         take = self._take(acts[0])
         prev = self.attr[index]
-        g_prev = [grad[index, :take] for grad in self.grad]
-        now = torch.stack([attribution_now(act[:, :take], g)
-                           for act, g in zip(acts, g_prev, strict=True)], 1)
+        now = torch.stack([attribution_now(act[:, :take], grad[index, :take])
+                           for act, grad in zip(acts, self.grad, strict=True)], 1)
         active = ((prev < 0) & self.seen[index].view(-1, 1, 1)).to(prev.dtype)
-        coef = self.config.lam * torch.sign(now.detach() - prev) * active
-        self._pending = (index, [coef[:, j] for j in range(len(acts))], g_prev)
         return self.config.lam * ((prev - now).abs() * active).sum()
-
-    def capture(self, acts: Sequence[Tensor], weights: Float[Tensor, " fact"], rows: FactBatch,
-                index: Tensor, graph_acts: Sequence[Tensor]) -> None:
-        """Record ``g`` and ``A`` for ``rows`` from the main backward pass (no extra pass).
-
-        ``weights[f] = d loss / d log P_f`` (nonzero); ``graph_acts[j][:len(rows)]`` must be
-        the rows' activations and the loss must reach them only through ``log P_f`` and, if
-        :meth:`penalty` was called on these rows this step, the penalty. A tensor hook on each
-        graph activation turns its total gradient into ``d log P_f / d h`` when it fires.
-        """
-        index = index.to(self.seen.device)
-        n, take = len(rows), self._take(acts[0])
-        mask = _positions(rows, self.config.positions)[:, :take, None].to(acts[0].dtype)
-        scale = (mask / weights.detach().to(mask.dtype).view(-1, 1, 1))
-        pending = self._pending
-        self._pending = None
-        correction: list[Tensor | None] = [None] * len(acts)
-        if pending is not None and torch.equal(pending[0], index) and any(
-                bool(c.any()) for c in pending[1]):
-            # The penalty's gradient reaches h_j directly and through later hooked layers'
-            # activations; one pass from those activations down (no logits, no weights).
-            total = sum((c[:, None, :] * g * act[:, :take]).sum()
-                        for c, g, act in zip(pending[1], pending[2], acts, strict=True))
-            found = torch.autograd.grad(total, list(graph_acts), retain_graph=True,
-                                        allow_unused=True)
-            correction = [None if c is None else c[:n, :take].detach() for c in found]
-
-        def hook_for(j: int, act: Tensor):
-            def hook(total: Tensor) -> None:
-                grad = total[:n, :take]
-                if correction[j] is not None:
-                    grad = grad - correction[j]
-                g = grad * scale
-                self.grad[j][index, :take] = g
-                self.attr[index, j] = attribution_now(act[:, :take], g)
-                self.seen[index] = True
-
-            return hook
-
-        for j, (act, source) in enumerate(zip(acts, graph_acts, strict=True)):
-            source.register_hook(hook_for(j, act.detach()))
 
     def update(self, acts: Sequence[Tensor], logprob: Tensor, rows: FactBatch, index: Tensor,
                graph_acts: Sequence[Tensor] | None = None) -> None:
@@ -218,7 +160,6 @@ class NeuronPenalty:
         this minibatch and were stored as zeros.
         """
         index = index.to(self.seen.device)
-        self._pending = None
         sources = list(graph_acts if graph_acts is not None else acts)
         grads = torch.autograd.grad(logprob.sum(), sources, retain_graph=True, allow_unused=True)
         n, take = len(rows), self._take(acts[0])
