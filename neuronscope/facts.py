@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, overload
 
+from neuronscope.atomic import atomic_write_text
+
 __all__ = ["Fact", "FactSet", "atomic_write_text"]
 
 
@@ -70,18 +72,6 @@ class Fact:
             group=record.get("group"),
             meta=meta,
         )
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _check_fraction(name: str, value: float) -> None:

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -29,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from neuronscope._version import __version__
+from neuronscope.atomic import atomic_torch_save
 from neuronscope.facts import Fact, FactSet
 from neuronscope.models import _bridge_class, native_config
 from neuronscope.scoring import accuracy, scores
@@ -214,15 +214,7 @@ def _accuracy(net: Any, batch: Any) -> float:
 
 
 def _save(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(buffer.getvalue())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic_torch_save(path, payload)
 
 
 def _load(path: Path, key: str) -> dict | None:

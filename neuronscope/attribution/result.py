@@ -23,6 +23,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from neuronscope.atomic import atomic_torch_save
+
 __all__ = ["NeuronAttribution"]
 
 _FORMAT = "neuronscope.NeuronAttribution/1"
@@ -149,12 +151,7 @@ class NeuronAttribution:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write losslessly (``torch.save``), atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(self.to_dict(), tmp)
-        os.replace(tmp, path)
-        return path
+        return atomic_torch_save(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> NeuronAttribution:

@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import html
-import io
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -24,6 +23,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from neuronscope.atomic import atomic_torch_save
 from neuronscope.diagnostics.deltas import hide_index
 from neuronscope.diagnostics.patching import Verification, verify_neurons
 from neuronscope.facts import Fact
@@ -288,16 +288,7 @@ class Diagnosis:
                 "verification": self.verification.to_dict() if self.verification is not None else None,
             }),
         }
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        return path
+        return atomic_torch_save(path, payload)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Diagnosis:

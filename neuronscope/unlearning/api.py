@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from neuronscope.atomic import atomic_torch_save
 from neuronscope.facts import Fact, FactSet, atomic_write_text
 from neuronscope.hooks import check_layers, model_device
 from neuronscope.scoring import accuracy, answer_logprob, batch_for, get_tokenizer
@@ -82,9 +83,8 @@ class UnlearnResult:
     def save(self, folder: str | os.PathLike) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".model.pt.{os.getpid()}.tmp"
-        torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, tmp)
-        os.replace(tmp, folder / "model.pt")
+        atomic_torch_save(folder / "model.pt",
+                          {k: v.detach().cpu() for k, v in self.model.state_dict().items()})
         self.history.save(folder / "history.json")
         atomic_write_text(folder / "settings.json", json.dumps(self.settings, indent=1))
         return folder
