@@ -9,13 +9,20 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-__all__ = ["MLP_POST", "check_layers", "d_mlp", "mlp_hook_name", "mlp_hook_names", "n_layers",
-           "no_leftover_hooks", "removed_hooks"]
+__all__ = [
+    "MLP_POST",
+    "check_layers",
+    "d_mlp",
+    "hook_count",
+    "mlp_hook_name",
+    "mlp_hook_names",
+    "model_device",
+    "n_layers",
+]
 
 MLP_POST = "blocks.{layer}.mlp.hook_post"
 
@@ -78,27 +85,6 @@ def mlp_hook_names(model: Any, layers: Sequence[int] | None = None) -> list[str]
 
 def _hook_count(model: Any) -> int:
     return sum(len(hp._forward_hooks) + len(hp._backward_hooks) for hp in model.hook_dict.values())
-
-
-@contextmanager
-def removed_hooks(model: Any):
-    """Remove every hook added inside the block, also when an exception passes through."""
-    try:
-        yield model
-    finally:
-        model.reset_hooks(including_permanent=False)
-
-
-@contextmanager
-def no_leftover_hooks(model: Any):
-    """Assert-free guard used by tests and long jobs: hooks present after == before."""
-    before = _hook_count(model)
-    try:
-        yield
-    finally:
-        after = _hook_count(model)
-        if after != before:
-            model.reset_hooks(including_permanent=False)
 
 
 def hook_count(model: Any) -> int:

@@ -31,7 +31,7 @@ from neuronscope._version import __version__
 from neuronscope.atomic import atomic_torch_save
 from neuronscope.facts import Fact, FactSet
 from neuronscope.models import _bridge_class, native_config
-from neuronscope.scoring import accuracy, scores
+from neuronscope.scoring import answer_token_logprobs, scores
 from neuronscope.tokenization import WordTokenizer, tokenize
 from neuronscope.world import FactWorld
 
@@ -173,7 +173,7 @@ def _train(model: Any, facts: FactSet, benign: FactSet, recipe: OrganismRecipe, 
         for step in range(steps_per_epoch):
             rows = data[order[step * recipe.batch_size : (step + 1) * recipe.batch_size]]
             logits = net(rows.tokens)
-            picked, mask = _logprobs(logits, rows)
+            picked, mask = answer_token_logprobs(logits, rows)
             loss = -(picked.sum() / mask.sum())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -196,12 +196,6 @@ def _train(model: Any, facts: FactSet, benign: FactSet, recipe: OrganismRecipe, 
     model.eval()
     return {"epochs": epoch, "seconds": time.perf_counter() - start, "reached_target": reached,
             "n_facts": len(facts), "n_benign": len(benign), "history": history}
-
-
-def _logprobs(logits: torch.Tensor, rows: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    from neuronscope.scoring import answer_token_logprobs
-
-    return answer_token_logprobs(logits, rows)
 
 
 def _accuracy(net: Any, batch: Any) -> float:
@@ -282,8 +276,3 @@ def organism(
         _save(path, {"key": key, "state_dict": state, "digest": _digest(state),
                      "record": json.loads(json.dumps(record))})
     return Organism(model, world.tokenizer, record, path if cache is not False else None)
-
-
-def organism_accuracy(org: Organism, facts: FactSet) -> float:
-    """Convenience: greedy exact-match accuracy of the organism on ``facts``."""
-    return float(accuracy(org.model, facts))

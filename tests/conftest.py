@@ -19,6 +19,15 @@ if "OMP_NUM_THREADS" not in os.environ:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensors: one thread is much faster on a shared machine (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def cache_folder(tmp_path_factory):
     return tmp_path_factory.mktemp("organism-cache")

@@ -23,14 +23,7 @@ from neuronscope.diagnostics import (
 )
 from neuronscope.facts import Fact
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is much faster on a shared machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- D+ and D- ---------------------------------------------------------------------------

@@ -25,12 +25,7 @@ from neuronscope.scoring import answer_token_logprobs, batch_for
 STEPS = 8  # integrated-gradients steps: enough on the tiny organism, keeps the tests fast
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _state(model):
