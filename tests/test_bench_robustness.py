@@ -23,8 +23,9 @@ def test_parse_methods():
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"seeds": ()}, {"forget_by": "relation"}, {"forget": 1.0}, {"target": "chance"},
-     {"target": 1.5}, {"attacks": (("sneaky", None),)}, {"attacks": (("harmful", 1.0),)},
+    [{"seeds": ()}, {"forget_by": "relation"}, {"forget": 1.0}, {"target": "median"},
+     {"method_settings": {"ga": 1e-4}}, {"target": 1.5}, {"attacks": (("sneaky", None),)},
+     {"attacks": (("harmful", 1.0),)},
      {"sweep": (-0.1,)}, {"attack_retain_sample": 0}],
 )
 def test_config_rejects_bad_settings(overrides):
@@ -117,8 +118,18 @@ def test_smoke_preset_reproduces_its_numbers(tmp_path):
         assert 0.0 <= row["attacked"] <= 1.0
         assert row["excess_recovery"] == pytest.approx(row["attacked"] - row["oracle_attacked"])
     oracle = [r for r in first.rows if r["method"] == "oracle"]
-    assert all(r["attacked"] <= first.meta["units"][0]["chance"] + 0.15 for r in oracle)
+    unit = first.meta["units"][0]
+    assert all(r["attacked"] <= unit["chance"] + 0.15 for r in oracle)
+    assert unit["target"] == unit["chance"]  # the default target: the chance level
     assert RobustnessResult.load(tmp_path / "r").rows == first.rows
+
+
+def test_method_settings_override_the_shared_unlearn_settings():
+    config = PRESETS["fast"].with_overrides(unlearn={"lr": 5e-4, "max_steps": 50},
+                                            method_settings={"ga": {"lr": 1e-4}})
+    assert config.settings_for("ga") == {"lr": 1e-4, "max_steps": 50}
+    assert config.settings_for("gd") == {"lr": 5e-4, "max_steps": 50}
+    assert BenchConfig.from_dict(config.to_dict()) == config
 
 
 def test_combine_joins_seeds_and_refuses_mismatches():

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-__all__ = ["PRESETS", "BenchConfig", "MethodSpec", "parse_methods"]
+__all__ = ["PRESETS", "TARGETS", "BenchConfig", "MethodSpec", "parse_methods"]
+
+TARGETS = ("chance", "oracle")
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,13 @@ class BenchConfig:
 
     ``forget``/``forget_by``: the forget-set kind (``"group"`` = whole families, the default;
     ``"subject"`` = people; ``"fact"`` = random facts). ``target``: the forget accuracy every
-    method unlearns to; ``"oracle"`` means the oracle's own accuracy on the forget facts (the
-    level of a model that never learned them), a float means that value. ``sweep``: SSIUU
-    weights for the lambda sweep on ``sweep_base``. Each seed draws its own organism, forget
-    set, attack split and minibatch order.
+    method unlearns to: ``"chance"`` (the default) is the world's chance level on the forget
+    facts (always answering each relation's commonest value); ``"oracle"`` the oracle's own
+    accuracy on them, which swings from seed to seed (0.075 to 0.165 on the small organism)
+    and below chance forces erasure; a float means that value. ``method_settings``: extra
+    :func:`ns.unlearn` settings for one base method (``{"ga": {"lr": 1e-4}}``), over
+    ``unlearn``. ``sweep``: SSIUU weights for the lambda sweep on ``sweep_base``. Each seed
+    draws its own organism, forget set, attack split and minibatch order.
     """
 
     size: str = "small"
@@ -77,8 +82,9 @@ class BenchConfig:
     attacks: tuple[tuple[str, float | None], ...] = (("harmful", 0.1), ("harmful", 0.3),
                                                      ("benign", None))
     seeds: tuple[int, ...] = (0, 1, 2)
-    target: str | float = "oracle"
+    target: str | float = "chance"
     unlearn: dict[str, Any] = field(default_factory=dict)  # extra settings for ns.unlearn
+    method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # per base method
     attack_steps: int = 40
     attack_lr: float = 3e-4
     attack_batch_size: int = 16
@@ -97,8 +103,8 @@ class BenchConfig:
             raise ValueError(f"forget_by must be 'group', 'subject' or 'fact', got {self.forget_by!r}")
         if not 0.0 < self.forget < 1.0:
             raise ValueError(f"forget must be a fraction in (0, 1), got {self.forget!r}")
-        if isinstance(self.target, str) and self.target != "oracle":
-            raise ValueError(f"target must be 'oracle' or an accuracy, got {self.target!r}")
+        if isinstance(self.target, str) and self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS} or an accuracy, got {self.target!r}")
         if not isinstance(self.target, str) and not 0.0 <= float(self.target) <= 1.0:
             raise ValueError(f"target accuracy must be in [0, 1], got {self.target!r}")
         for attack, p in self.attacks:
@@ -108,8 +114,15 @@ class BenchConfig:
                 raise ValueError(f"harmful attack needs p in (0, 1), got {p!r}")
         if self.attack_retain_sample is not None and self.attack_retain_sample < 1:
             raise ValueError(f"attack_retain_sample must be >= 1 or None, got {self.attack_retain_sample!r}")
+        bad = [name for name, value in self.method_settings.items() if not isinstance(value, dict)]
+        if bad:
+            raise ValueError(f"method_settings must map a method to a dict of settings; {bad} do not")
         if any(lam < 0 for lam in self.sweep):
             raise ValueError(f"sweep holds a negative lambda: {self.sweep}")
+
+    def settings_for(self, method: str) -> dict[str, Any]:
+        """The :func:`ns.unlearn` settings of base ``method``: ``unlearn`` then its own."""
+        return {**self.unlearn, **self.method_settings.get(method, {})}
 
     def all_methods(self) -> tuple[MethodSpec, ...]:
         """The methods, then the sweep's (duplicates dropped)."""
@@ -149,8 +162,10 @@ PRESETS: dict[str, BenchConfig] = {
                         methods=(MethodSpec("ga"), MethodSpec("gd"), MethodSpec("gd", 1e-3)),
                         attack_steps=20),
     # The documented run (docs/results.md): every base method, SSIUU (its default lambda 1e-3)
-    # on each of them but simnpo, and a lambda sweep on gd.
+    # on each of them but simnpo, and a lambda sweep on gd. GA runs gently (lr 1e-4, as GA is
+    # run on real models) instead of collapsing the model in ten steps at its default 1e-3.
     "full": BenchConfig(size="small", seeds=(0, 1, 2),
+                        method_settings={"ga": {"lr": 1e-4, "max_steps": 300}},
                         methods=(MethodSpec("gd"), MethodSpec("gd", 1e-3), MethodSpec("ga"),
                                  MethodSpec("ga", 1e-3), MethodSpec("npo"), MethodSpec("npo", 1e-3),
                                  MethodSpec("dpo"), MethodSpec("rmu"), MethodSpec("rmu", 1e-3),

@@ -114,7 +114,8 @@ def robustness(
             oracle = organism(world, size=config.size, seed=seed, exclude=forget, cache=cache,
                               progress=False)
             oracle_forget = float(accuracy(oracle.model, forget))
-            target = oracle_forget if config.target == "oracle" else float(config.target)
+            target = {"oracle": oracle_forget, "chance": world.chance(forget)}.get(
+                config.target) if isinstance(config.target, str) else float(config.target)
             units.append({"seed": seed, "n_forget": len(forget), "n_retain": len(retain),
                           "target": target, "oracle_forget_accuracy": oracle_forget,
                           "chance": world.chance(forget),
@@ -131,7 +132,8 @@ def robustness(
             for spec in methods:
                 bar.set_postfix(seed=seed, method=spec.label)
                 unlearned, summary = run_unlearning(org.model, forget, retain, spec, target=target,
-                                                    seed=seed, world=world, settings=config.unlearn)
+                                                    seed=seed, world=world,
+                                                    settings=config.settings_for(spec.method))
                 summary["forget_accuracy"] = float(accuracy(unlearned, forget))
                 summary["retain_accuracy"] = float(accuracy(unlearned, retain))
                 summary["reached_target"] = summary["forget_accuracy"] <= target + 1e-6

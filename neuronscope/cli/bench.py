@@ -29,6 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     robust.add_argument("--sweep", type=float, nargs="*", help="SSIUU lambdas for the sweep")
     robust.add_argument("--forget-by", choices=("group", "subject", "fact"),
                         help="forget-set kind (default: the preset's, whole families)")
+    robust.add_argument("--target", help="forget accuracy to unlearn to: 'chance' (default), "
+                        "'oracle' (the oracle's own forget accuracy) or a number")
     robust.add_argument("--quiet", action="store_true", help="no progress bar")
     robust.set_defaults(func=run_robustness)
     parser.set_defaults(func=lambda args: parser.print_help() or 0)
@@ -44,6 +46,11 @@ def run_robustness(args: argparse.Namespace) -> int:
         overrides["sweep"] = tuple(args.sweep)
     if args.forget_by:
         overrides["forget_by"] = args.forget_by
+    if args.target:
+        try:
+            overrides["target"] = float(args.target)
+        except ValueError:
+            overrides["target"] = args.target
     result = robustness(args.preset, seeds=args.seeds, out=str(args.out), progress=not args.quiet,
                         **overrides)
     print(result.markdown())
