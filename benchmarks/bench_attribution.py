@@ -204,7 +204,8 @@ def gpt2_shaped(world: Any, seed: int = 0) -> Any:
 # --- one case --------------------------------------------------------------------------
 
 
-def run_case(label: str, model: Any, facts: Any, *, steps: int, ref_facts: int, captum_ibs: int | None,
+def run_case(label: str, model: Any, facts: Any, *, steps: int, ref_facts: int,
+             captum_ibs: list[int | None],
              ablations: list[str], rounds: int, target: str, cpu_clock: bool = True) -> dict:
     """Every method once per round, round-robin (so that a burst of load from other
     processes hits all of them alike); the figures use each method's fastest round."""
@@ -225,8 +226,11 @@ def run_case(label: str, model: Any, facts: Any, *, steps: int, ref_facts: int, 
     }
     methods: list[tuple[str, Callable[[], Any]]] = [
         ("neuronscope engine", engine),
-        ("captum IntegratedGradients per layer",
-         lambda: captum_per_layer(model, facts, layers, steps, "gausslegendre", captum_ibs, target)),
+    ] + [
+        (_captum_name(ibs),
+         lambda ibs=ibs: captum_per_layer(model, facts, layers, steps, "gausslegendre", ibs, target))
+        for ibs in captum_ibs
+    ] + [
         ("bare passes (lower bound)", lambda: bare_passes(model, facts, layers, steps, target)),
     ] + [(f"engine {name}", lambda o=variants[name]: engine(o)) for name in ablations]
     log: dict = {}
@@ -245,6 +249,8 @@ def run_case(label: str, model: Any, facts: Any, *, steps: int, ref_facts: int, 
     fast = results["neuronscope engine"]
     clock = "cpu_seconds" if cpu_clock else "seconds"
     best = {name: min(entry[clock]) for name, entry in log.items()}
+    # captum as fast as it goes: its fastest internal_batch_size
+    captum_name = min((_captum_name(ibs) for ibs in captum_ibs), key=best.__getitem__)
     engine_s = best["neuronscope engine"]
     ref_per_fact = best[f"reference loop ({len(sub)} facts)"] / len(sub)
     bare_s = min(t[1] if cpu_clock else t[0] for t in bare_times)
@@ -252,14 +258,16 @@ def run_case(label: str, model: Any, facts: Any, *, steps: int, ref_facts: int, 
         "target": target, "facts": len(facts), "layers": len(layers), "steps": steps, "rounds": rounds,
         "clock": clock, "mode": fast.meta.get("mode"), "chunks": fast.meta.get("chunks"),
         "engine_s": engine_s,
-        "captum_s": best["captum IntegratedGradients per layer"],
+        "captum_s": best[captum_name],
+        "captum_fastest": captum_name,
+        "captum_s_by_internal_batch_size": {name: best[name] for name in map(_captum_name, captum_ibs)},
         "reference_s_per_fact": ref_per_fact,
         "bare_s": bare_s,
-        "speedup_vs_captum": best["captum IntegratedGradients per layer"] / engine_s,
+        "speedup_vs_captum": best[captum_name] / engine_s,
         "speedup_vs_reference": ref_per_fact * len(facts) / engine_s,
         "engine_over_bare": engine_s / bare_s,
         "peak_mib": {name: max(entry["peak_mib"]) for name, entry in log.items()},
-        "max_abs_diff_vs_captum": float((fast.scores - results["captum IntegratedGradients per layer"])
+        "max_abs_diff_vs_captum": float((fast.scores - results[captum_name])
                                         .abs().max()),
         "max_abs_diff_vs_reference": float((fast.scores[: len(sub)] - ref.scores).abs().max()),
         "max_abs_score": float(fast.scores.abs().max()),
@@ -277,6 +285,11 @@ def run_case(label: str, model: Any, facts: Any, *, steps: int, ref_facts: int, 
     for name, ratio in summary["ablation_slowdown"].items():
         print(f"     engine {name}: {ratio:.2f}x the engine's time")
     return summary
+
+
+def _captum_name(internal_batch_size: int | None) -> str:
+    size = "all rows" if internal_batch_size is None else f"{internal_batch_size} rows"
+    return f"captum IntegratedGradients per layer ({size} per pass)"
 
 
 ABLATIONS = {"shortcut": "without the MLP shortcut", "caching": "without residual caching",
@@ -306,8 +319,9 @@ def main() -> None:
     parser.add_argument("--gpt2-target", default="logprob", choices=("prob", "logprob"),
                         help="P(answer) of a random 50k-vocabulary model is ~1e-10, so compare log P")
     parser.add_argument("--ref-facts", type=int, default=10, help="facts the slow reference runs on")
-    parser.add_argument("--captum-ibs", type=int, default=0,
-                        help="captum internal_batch_size for the GPT-2 case (0: all steps at once)")
+    parser.add_argument("--captum-ibs", default="0",
+                        help="comma list of captum internal_batch_size values (rows per pass; 0: all "
+                             "steps of all facts at once), each timed; the fastest counts")
     parser.add_argument("--cases", default="organism,gpt2")
     parser.add_argument("--ablations", default="all",
                         help="comma list of engine variants to time (all, none, or names: shortcut, "
@@ -316,6 +330,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="round-robin repetitions (fastest counts)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
+    captum_ibs = [int(v) or None for v in args.captum_ibs.split(",")]
     if args.quick:
         args.organism_facts, args.gpt2_facts, args.steps, args.ref_facts, args.rounds = 40, 4, 8, 3, 1
     torch.set_num_threads(args.threads)
@@ -329,7 +344,7 @@ def main() -> None:
         org = ns.organism(world, size="small", progress=False)
         facts = world.facts[: args.organism_facts]
         results["organism"] = run_case("organism (small)", org.model, facts, steps=args.steps,
-                                       ref_facts=args.ref_facts, captum_ibs=None,
+                                       ref_facts=args.ref_facts, captum_ibs=captum_ibs,
                                        ablations=_ablations(args.ablations), rounds=args.rounds,
                                        target="prob", cpu_clock=not args.wall)
     if "gpt2" in cases:
@@ -338,7 +353,7 @@ def main() -> None:
         results["gpt2"] = run_case("GPT-2-small-shaped random model", model, facts,
                                    steps=args.gpt2_steps or args.steps,
                                    ref_facts=min(args.ref_facts, 2 if not args.quick else 1),
-                                   captum_ibs=args.captum_ibs or None,
+                                   captum_ibs=captum_ibs,
                                    ablations=_ablations(args.gpt2_ablations), rounds=args.rounds,
                                    target=args.gpt2_target, cpu_clock=not args.wall)
     if args.json:

@@ -57,12 +57,19 @@ def _mean_first_index(before: torch.Tensor, after: torch.Tensor) -> float:
 def study(*, size: str = "tiny", seeds=(0,), methods=tuple(METHODS), steps: int = 8,
           max_steps: int = 300, lr: float | None = None, eval_every: int = 1,
           cache: str = "/tmp/hide_study_cache", n_people: int | None = None, forget: float = 0.2,
-          control_max: int | None = None, fixed_steps: bool = False, verbose: bool = True) -> list[dict]:
+          control_max: int | None = None, fixed_steps: bool = False, target: str = "oracle",
+          method_lr: dict[str, float] | None = None, match: str = "accuracy",
+          verbose: bool = True) -> list[dict]:
     """One row per (seed, method); ``seed`` sets the forget split and the unlearning batches
     (the organism is the same: world seed 0, organism seed 0). ``n_people``: 60 (tiny) or 400
     (small) by default; ``control_max``: diagnose against at most this many retain facts (a
     seeded sample; unlearning always uses the whole retain set). ``fixed_steps``: no target,
-    every method runs exactly ``max_steps`` (the old protocol, for comparison)."""
+    every method runs exactly ``max_steps`` (the old protocol, for comparison). ``target``:
+    ``"oracle"`` (the oracle's forget accuracy) or ``"chance"`` (the world's chance level, the
+    robustness benchmark's default); ``method_lr``: a learning rate per base method (over ``lr``).
+    ``match="logp"``: instead of the accuracy target, stop each run at the first step where the
+    median log P(answer) of the forget facts falls to the oracle's own median (checked every
+    step), so that the runs are matched in confidence rather than in accuracy."""
     if n_people is None:
         n_people = 60 if size == "tiny" else 400
     world = ns.FactWorld.synthetic(n_people=n_people, seed=0)
@@ -72,7 +79,9 @@ def study(*, size: str = "tiny", seeds=(0,), methods=tuple(METHODS), steps: int 
     for seed in seeds:
         forget_set, retain_set = world.facts.split(forget=forget, by="group", seed=seed)
         oracle = ns.organism(world, size=size, seed=0, exclude=forget_set, cache=cache, progress=False)
-        target_acc = float(ns.accuracy(oracle.model, forget_set))
+        target_acc = (float(ns.accuracy(oracle.model, forget_set)) if target == "oracle"
+                      else world.chance(forget_set))
+        oracle_logp = float(answer_logprob(oracle.model, forget_set).median())
         control = list(retain_set)
         if control_max is not None and len(control) > control_max:
             pick = torch.randperm(len(control), generator=torch.Generator().manual_seed(seed))[:control_max]
@@ -83,17 +92,23 @@ def study(*, size: str = "tiny", seeds=(0,), methods=tuple(METHODS), steps: int 
         for name in methods:
             base, lam = METHODS[name]
             t0 = time.perf_counter()
-            extra = {"lr": lr} if lr is not None else {}
+            chosen = (method_lr or {}).get(base, lr)
+            extra = {"lr": chosen} if chosen is not None else {}
+            if match == "logp" and not fixed_steps:
+                def reached(model, record, level=oracle_logp, facts=forget_set):
+                    return float(answer_logprob(model, facts).median()) <= level
+                extra["callbacks"] = [reached]
+            accuracy_target = None if fixed_steps or match == "logp" else target_acc
             res = unlearn(before, forget_set, retain_set, method=base,
                           ssiuu=SSIUU(lam) if lam is not None else None, max_steps=max_steps,
-                          target_forget_accuracy=None if fixed_steps else target_acc, tolerance=1e-6,
+                          target_forget_accuracy=accuracy_target, tolerance=1e-6,
                           eval_every=eval_every, seed=seed, progress=False, **extra)
             logp = answer_logprob(res.model, forget_set)
-            row = {"seed": seed, "method": name, "oracle_forget_acc": target_acc, "steps": res.steps,
+            row = {"seed": seed, "method": name, "target_acc": target_acc, "lr": chosen, "steps": res.steps,
                    "stopped": res.history.stopped_reason,
                    "forget_acc": float(ns.accuracy(res.model, forget_set)),
                    "retain_acc": float(ns.accuracy(res.model, retain_set)),
-                   "median_p": float(logp.median().exp())}
+                   "median_p": float(logp.median().exp()), "oracle_median_p": math.exp(oracle_logp)}
             for t in TARGETS:
                 after_attr = attribute(res.model, everything, steps=steps, target=t, progress=False)
                 with warnings.catch_warnings():
@@ -119,7 +134,7 @@ def _fmt(v: float, digits: int = 3) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| seed | method | steps | forget / retain acc. (oracle) | median P "
+    head = ("| seed | method | steps | forget / retain acc. (target) | median P "
             "| hide prob (per-fact, mean-first) | hide logprob (per-fact, mean-first) "
             "| ΣD+, ΣD− logprob | flags prob / logprob |\n"
             "|---|---|---|---|---|---|---|---|---|")
@@ -127,7 +142,7 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         lines.append(
             f"| {r['seed']} | {r['method']} | {r['steps']} | {r['forget_acc']:.2f} / {r['retain_acc']:.2f} "
-            f"({r['oracle_forget_acc']:.2f}) | {r['median_p']:.1e} | {_fmt(r['hide_prob'])} "
+            f"({r['target_acc']:.2f}) | {r['median_p']:.1e} | {_fmt(r['hide_prob'])} "
             f"({_fmt(r['hide_prob_fact'])}, {_fmt(r['hide_prob_mean'])}) | {_fmt(r['hide_logprob'])} "
             f"({_fmt(r['hide_logprob_fact'])}, {_fmt(r['hide_logprob_mean'])}) "
             f"| {r['dplus_logprob']:.2f}, {r['dminus_logprob']:.2f} "
@@ -143,6 +158,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="integrated-gradients steps")
     parser.add_argument("--max-steps", type=int, default=300)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--target", default="oracle", choices=["oracle", "chance"])
+    parser.add_argument("--match", default="accuracy", choices=["accuracy", "logp"],
+                        help="stop at the accuracy target, or at the oracle's median log P")
+    parser.add_argument("--ga-lr", type=float, default=None, help="learning rate of GA only")
     parser.add_argument("--eval-every", type=int, default=1, help="check the target every N steps")
     parser.add_argument("--cache", default="/tmp/hide_study_cache")
     parser.add_argument("--control-max", type=int, default=None,
@@ -154,7 +173,9 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = study(size=args.size, seeds=args.seeds, methods=args.methods, steps=args.steps,
                  max_steps=args.max_steps, lr=args.lr, eval_every=args.eval_every, cache=args.cache,
-                 control_max=args.control_max, fixed_steps=args.fixed_steps)
+                 control_max=args.control_max, fixed_steps=args.fixed_steps, target=args.target,
+                 match=args.match,
+                 method_lr={"ga": args.ga_lr} if args.ga_lr is not None else None)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     print(markdown(rows))
