@@ -169,6 +169,34 @@ class RobustnessResult:
         return apply_theme(fig, title=f"Retraining attacks: {key.replace('_', ' ')} "
                                       f"(mean ± std over {len(self.config.seeds)} seeds)", height=420)
 
+    def sweep_rows(self) -> list[dict]:
+        """One row per lambda of the sweep's base method: mean over seeds of forget and retain
+        accuracy after unlearning and of the excess recovery under each attack."""
+        base = self.config.sweep_base
+        out = []
+        for lam in sorted({r["lambda"] for r in self.rows if r["base"] == base}):
+            method = next(r["method"] for r in self.rows if r["base"] == base and r["lambda"] == lam)
+            first = self.attacks[0]
+            row = {"lambda": float(lam),
+                   "forget accuracy": mean_std(self.select(method, first, "forget_accuracy"))[0],
+                   "retain accuracy": mean_std(self.select(method, first, "retain_accuracy"))[0]}
+            for attack in self.attacks:
+                row[f"excess recovery, {attack}"] = mean_std(
+                    self.select(method, attack, "excess_recovery"))[0]
+            out.append(row)
+        return out
+
+    def sweep_figure(self) -> Any:
+        """The lambda sweep's trade-off curve (:func:`neuronscope.plots.lambda_sweep`)."""
+        from neuronscope.plots import lambda_sweep
+
+        rows = self.sweep_rows()
+        if not rows:
+            raise ValueError(f"no rows of the sweep's base method {self.config.sweep_base!r}")
+        return lambda_sweep(rows, y_title="mean over seeds",
+                            title=f"SSIUU λ on {self.config.sweep_base}: forgetting, retention, "
+                                  "excess recovery")
+
     # --- persistence ------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"format": _FORMAT, "config": self.config.to_dict(), "rows": self.rows,
@@ -188,12 +216,16 @@ class RobustnessResult:
         return path
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write ``robustness.json`` (lossless), ``robustness.md`` and ``robustness.html``."""
+        """Write ``robustness.json`` (lossless), ``robustness.md``, ``robustness.html`` and, with
+        a lambda sweep, ``lambda-sweep.html`` (its trade-off curve)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "robustness.json", json.dumps(self.to_dict(), indent=1))
         atomic_write_text(folder / "robustness.md", self.markdown())
         atomic_write_text(folder / "robustness.html", self.figure().to_html(include_plotlyjs="cdn"))
+        if self.config.sweep and self.sweep_rows():
+            atomic_write_text(folder / "lambda-sweep.html",
+                              self.sweep_figure().to_html(include_plotlyjs="cdn"))
         return folder / "robustness.json"
 
     @classmethod
