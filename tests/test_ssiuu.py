@@ -205,3 +205,76 @@ def test_ssiuu_limits_the_change_of_negative_attributions(tiny_org, forget_retai
     base = unlearn(tiny_org.model, forget, retain, **common)
     guarded = unlearn(tiny_org.model, forget, retain, ssiuu=SSIUU(0.05), **common)
     assert change(guarded.model) < 0.7 * change(base.model)
+
+
+def _reuse_step(model, batch, penalty, index):
+    """One GD-style forget step in reuse mode: the forget term plus the penalty, one backward."""
+    out = forward(model, batch, penalty.hook_names)
+    full = [out.acts[name] for name in penalty.hook_names]
+    _, _, picked, mask = answer_logprobs(out.logits, batch)
+    value = penalty.penalty(full, batch, index)
+    penalty.capture(full, batch, index, weight=1.0 / float(mask.sum()))
+    (picked.sum() / mask.sum() + value).backward()
+    return value
+
+
+def _relative(a, b) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def _exact_grads(model, batch, penalty_like, index):
+    """``d log P / d h`` by the extra backward pass, in a fresh exact-mode penalty."""
+    exact = SSIUU(penalty_like.config.lam, gradient="exact").build(model, batch)
+    acts, logp = _acts_logp(model, batch, exact)
+    exact.update(acts, logp, batch, index)
+    return exact
+
+
+def test_reused_gradient_equals_the_extra_pass_on_a_first_visit(tiny64):
+    """No penalty yet: the main backward's d loss / d h, divided by the forget weight, is
+    d log P / d h (up to the float32 log-softmax both paths share)."""
+    batch = _batch()
+    index = torch.arange(len(batch))
+    reuse = SSIUU(0.3, gradient="reuse").build(tiny64, batch, "gd")
+    assert reuse.reuse
+    exact = _exact_grads(tiny64, batch, reuse, index)
+    assert _v(_reuse_step(tiny64, batch, reuse, index)) == 0.0
+    assert bool(reuse.seen.all())
+    for j in range(len(reuse.layers)):
+        assert _relative(reuse.grad[j], exact.grad[j]) < 1e-6
+    assert _relative(reuse.attr, exact.attr) < 1e-6
+
+
+@pytest.mark.parametrize("lam", [1e-3, 1e-1])
+def test_reused_gradient_with_an_active_penalty(tiny64, lam):
+    """With the penalty active, the direct term is removed exactly (the last hooked layer has
+    no later penalty: equal to the extra pass); lower layers keep the penalty's gradient from
+    later layers, of relative size about lam."""
+    batch = _batch()
+    index = torch.arange(len(batch))
+    reuse = SSIUU(lam, gradient="reuse").build(tiny64, batch, "gd")
+    _reuse_step(tiny64, batch, reuse, index)  # first visit: records g and A
+    model = detached_copy(tiny64)
+    _perturb(model, scale=0.05)
+    exact = _exact_grads(model, batch, reuse, index)
+    assert _v(_reuse_step(model, batch, reuse, index)) > 0
+    last = len(reuse.layers) - 1
+    assert _relative(reuse.grad[last], exact.grad[last]) < 1e-6
+    errors = [_relative(reuse.grad[j], exact.grad[j]) for j in range(last)]
+    assert all(error < 5 * lam for error in errors), errors
+
+
+def test_gradient_mode_per_method_and_bad_values(tiny_org, forget_retain):
+    from neuronscope.unlearning import unlearn
+
+    auto = SSIUU(1e-3)
+    assert auto.reuses_gradient("ga") and auto.reuses_gradient("gd")
+    assert not auto.reuses_gradient("npo") and not auto.reuses_gradient("rmu")
+    assert not SSIUU(1e-3, gradient="exact").reuses_gradient("gd")
+    assert not SSIUU(1e-3, level="parameter").reuses_gradient("gd")
+    with pytest.raises(ValueError, match="gradient must be one of"):
+        SSIUU(1e-3, gradient="cheap")
+    forget, retain = forget_retain
+    with pytest.raises(ValueError, match="same weight on every fact"):
+        unlearn(tiny_org.model, forget, retain, method="npo", ssiuu=SSIUU(1e-3, gradient="reuse"),
+                max_steps=1, progress=False)

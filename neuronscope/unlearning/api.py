@@ -213,6 +213,8 @@ def unlearn(
     spec = METHODS[method]
     if ssiuu is not None and not isinstance(ssiuu, SSIUU):
         raise ValueError(f"ssiuu must be an SSIUU(...) or None, got {type(ssiuu).__name__}")
+    if ssiuu is not None:
+        ssiuu.reuses_gradient(method)  # gradient="reuse" with a method it cannot serve: fail now
     overrides = {k: v for k, v in {"max_steps": max_steps, "lr": lr}.items() if v is not None}
     overrides.update(settings)
     _check_settings(method, overrides)
@@ -279,7 +281,7 @@ def unlearn(
         rmu_target, coef = _rmu_target(model, forget_batch, rmu_layer, steering_coef,
                                        float(hp["steering_scale"]), seed)
     work = model if inplace else detached_copy(model)
-    penalty = ssiuu.build(work, forget_batch) if ssiuu is not None else None
+    penalty = ssiuu.build(work, forget_batch, method) if ssiuu is not None else None
     loss = UnlearningLoss(spec, hp, retain_loss=retain_loss, penalty=penalty,
                           ref_forget=ref_forget, ref_refusal=ref_refusal, refusals=refusal_batch,
                           reference=reference, rmu_layer=rmu_layer, rmu_target=rmu_target)

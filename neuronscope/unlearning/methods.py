@@ -123,9 +123,10 @@ class UnlearningLoss:
                  rmu_layer: int | None = None, rmu_target: Tensor | None = None,
                  separate_retain: bool | None = None) -> None:
         self.method, self.hp, self.retain_loss, self.penalty = method, dict(hp), retain_loss, penalty
-        # With SSIUU, the retain rows get their own forward pass, so that the extra backward
-        # pass for d log P / d h traverses the forget rows' graph only.
-        self.separate_retain = penalty is not None if separate_retain is None else separate_retain
+        # With SSIUU's extra backward pass for d log P / d h, the retain rows get their own
+        # forward pass, so that the extra pass traverses the forget rows' graph only.
+        extra_pass = penalty is not None and not getattr(penalty, "reuse", False)
+        self.separate_retain = extra_pass if separate_retain is None else separate_retain
         self.ref_forget, self.ref_refusal, self.refusals = ref_forget, ref_refusal, refusals
         self.reference, self.rmu_layer, self.rmu_target = reference, rmu_layer, rmu_target
 
@@ -166,7 +167,7 @@ class UnlearningLoss:
                 terms["retain"] = self._retain(out, retain, slices[-1], picked, mask)
             total = total + weight * terms["retain"]
         if self.penalty is not None:
-            terms["ssiuu"] = self._ssiuu(out, rows, sf, logp, index)
+            terms["ssiuu"] = self._ssiuu(out, rows, sf, logp, index, mask)
             total = total + terms["ssiuu"]
         terms["loss"] = total
         return terms
@@ -213,12 +214,15 @@ class UnlearningLoss:
             return _masked_mean(dist, retain.attention_mask)
         raise ValueError(f"unknown retain loss {self.retain_loss!r}")
 
-    def _ssiuu(self, out, rows, sf, logp, index) -> Tensor:
+    def _ssiuu(self, out, rows, sf, logp, index, mask) -> Tensor:
         if isinstance(self.penalty, NeuronPenalty):
             full = [out.acts[name] for name in self.penalty.hook_names]
             acts = [act[sf] for act in full]
             value = self.penalty.penalty(acts, rows, index)
-            self.penalty.update(acts, logp[sf], rows, index, graph_acts=full)
+            if self.penalty.reuse:  # GA / GD: d forget / d log P_f = 1 / (answer tokens)
+                self.penalty.capture(full, rows, index, weight=1.0 / float(mask[sf].sum()))
+            else:
+                self.penalty.update(acts, logp[sf], rows, index, graph_acts=full)
             return value
         value = self.penalty.penalty()
         self.penalty.update(logp[sf])
