@@ -1,7 +1,9 @@
 """Per-step wall time of each unlearning method with and without SSIUU, in one run.
 
 Every variant of a method runs the same seeded minibatches from the same starting model;
-variants are interleaved (base, SSIUU neuron, SSIUU parameter, base, ...) and repeated, and
+variants are interleaved (base, SSIUU neuron with its default gradient -- read off the main
+backward pass for GA and GD, an extra pass for the others --, SSIUU neuron with the extra pass
+forced, SSIUU parameter, base, ...) and repeated, and
 the report gives median per-step times and the SSIUU / base ratio per method. The first
 ``--skip`` steps of each run are dropped (allocator warm-up). Evaluation time is excluded
 (``TrainHistory.step_seconds``). Times are process CPU time by default (``--clock cpu``):
@@ -33,6 +35,7 @@ def run(args: argparse.Namespace) -> dict:
     forget, retain = world.facts.split(forget=args.forget, by="group", seed=0)
     org = ns.organism(world, size=args.size, seed=0, progress=False)
     variants = {"base": None, "ssiuu_neuron": SSIUU(args.lam),
+                "ssiuu_neuron_exact": SSIUU(args.lam, gradient="exact"),
                 "ssiuu_parameter": SSIUU(args.lam, level="parameter")}
     times: dict[str, dict[str, list[float]]] = {m: {v: [] for v in variants} for m in args.methods}
     ratios: dict[str, dict[str, list[float]]] = {m: {v: [] for v in variants if v != "base"}
@@ -81,11 +84,11 @@ def main() -> None:
     start = time.perf_counter()
     report = run(args)
     report["seconds"] = time.perf_counter() - start
-    print(f"\n{'method':8} {'base ms':>9} {'+neuron':>9} {'ratio':>6} {'+param':>9} {'ratio':>6}")
+    names = ("ssiuu_neuron", "ssiuu_neuron_exact", "ssiuu_parameter")
+    print(f"\n{'method':8} {'base ms':>9}" + "".join(f" {n[6:]:>20} {'ratio':>6}" for n in names))
     for method, row in report["table"].items():
-        print(f"{method:8} {row['base_ms']:9.1f} {row['ssiuu_neuron_ms']:9.1f} "
-              f"{row['ssiuu_neuron_ratio']:6.2f} {row['ssiuu_parameter_ms']:9.1f} "
-              f"{row['ssiuu_parameter_ratio']:6.2f}")
+        print(f"{method:8} {row['base_ms']:9.1f}"
+              + "".join(f" {row[n + '_ms']:20.1f} {row[n + '_ratio']:6.2f}" for n in names))
     if args.json:
         from neuronscope.facts import atomic_write_text
 
