@@ -33,9 +33,8 @@ def relative_errors(before, after, batch, lam: float) -> list[float]:
         out = forward(after, batch, penalty.hook_names)
         acts = [out.acts[name] for name in penalty.hook_names]
         logp, _, picked, mask = answer_logprobs(out.logits, batch)
-        value = penalty.penalty(acts, batch, index)
         if mode == "reuse":
-            penalty.capture(acts, batch, index, weight=1.0 / float(mask.sum()))
+            value = penalty.reuse_step(acts, batch, index, weight=1.0 / float(mask.sum()))
             (picked.sum() / mask.sum() + value).backward()
         else:
             penalty.update(acts, logp, batch, index)

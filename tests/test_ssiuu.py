@@ -212,8 +212,7 @@ def _reuse_step(model, batch, penalty, index):
     out = forward(model, batch, penalty.hook_names)
     full = [out.acts[name] for name in penalty.hook_names]
     _, _, picked, mask = answer_logprobs(out.logits, batch)
-    value = penalty.penalty(full, batch, index)
-    penalty.capture(full, batch, index, weight=1.0 / float(mask.sum()))
+    value = penalty.reuse_step(full, batch, index, weight=1.0 / float(mask.sum()))
     (picked.sum() / mask.sum() + value).backward()
     return value
 
@@ -278,3 +277,33 @@ def test_gradient_mode_per_method_and_bad_values(tiny_org, forget_retain):
     with pytest.raises(ValueError, match="same weight on every fact"):
         unlearn(tiny_org.model, forget, retain, method="npo", ssiuu=SSIUU(1e-3, gradient="reuse"),
                 max_steps=1, progress=False)
+
+
+def test_reuse_step_backpropagates_the_penalty_exactly(tiny64):
+    """The gradient the reuse hooks inject equals autograd's gradient of forget term + penalty:
+    same parameter gradients as the plain differentiable penalty, and the same value."""
+    batch = _batch()
+    index = torch.arange(len(batch))
+    first = SSIUU(0.3, gradient="reuse").build(tiny64, batch, "gd")
+    _reuse_step(tiny64, batch, first, index)  # records g and A at the start
+    tiny64.zero_grad(set_to_none=True)
+    grads, values = {}, {}
+    for mode in ("reuse", "autograd"):
+        model = detached_copy(tiny64)
+        _perturb(model, scale=0.05)
+        penalty = SSIUU(0.3, gradient="reuse").build(model, batch, "gd")
+        penalty.grad = [g.clone() for g in first.grad]
+        penalty.attr, penalty.seen = first.attr.clone(), first.seen.clone()
+        if mode == "reuse":
+            values[mode] = _v(_reuse_step(model, batch, penalty, index))
+        else:
+            out = forward(model, batch, penalty.hook_names)
+            acts = [out.acts[name] for name in penalty.hook_names]
+            _, _, picked, mask = answer_logprobs(out.logits, batch)
+            value = penalty.penalty(acts, batch, index)
+            (picked.sum() / mask.sum() + value).backward()
+            values[mode] = _v(value)
+        grads[mode] = [p.grad.clone() for p in model.parameters()]
+    assert values["reuse"] > 0 and values["reuse"] == pytest.approx(values["autograd"], rel=1e-12)
+    for a, b in zip(grads["reuse"], grads["autograd"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

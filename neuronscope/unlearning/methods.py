@@ -217,12 +217,11 @@ class UnlearningLoss:
     def _ssiuu(self, out, rows, sf, logp, index, mask) -> Tensor:
         if isinstance(self.penalty, NeuronPenalty):
             full = [out.acts[name] for name in self.penalty.hook_names]
+            if self.penalty.reuse:  # GA / GD: d forget / d log P_f = 1 / (answer tokens)
+                return self.penalty.reuse_step(full, rows, index, weight=1.0 / float(mask[sf].sum()))
             acts = [act[sf] for act in full]
             value = self.penalty.penalty(acts, rows, index)
-            if self.penalty.reuse:  # GA / GD: d forget / d log P_f = 1 / (answer tokens)
-                self.penalty.capture(full, rows, index, weight=1.0 / float(mask[sf].sum()))
-            else:
-                self.penalty.update(acts, logp[sf], rows, index, graph_acts=full)
+            self.penalty.update(acts, logp[sf], rows, index, graph_acts=full)
             return value
         value = self.penalty.penalty()
         self.penalty.update(logp[sf])

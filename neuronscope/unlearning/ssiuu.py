@@ -22,15 +22,16 @@ is its absolute value.
   (read through hooks) in both modes.
 
   - ``"reuse"``: ``g`` is read off the step's own (main) backward pass through tensor hooks on
-    the hooked activations: no extra pass. The loss gradient on a forget row is
-    ``w * d log P_f / d h + d penalty / d h``, where GA's and GD's forget term (the mean
-    log-probability of the answer tokens) gives every row the same known weight
-    ``w = 1 / (answer tokens in the minibatch)``. The penalty's direct term at each layer is
-    known in closed form and subtracted, then the row is divided by ``w``. What remains is
-    the penalty's gradient that flows back from *later* hooked layers: measured on the small
-    organism (GD, 64 forget facts) its relative size is 7e-4 at ``lam=1e-3``, 7e-3 at 1e-2 and
-    7e-2 at 0.1 on the lower layers, 4e-7 (float noise) on the last one; linear in ``lam``
-    (``benchmarks/ssiuu_gradient_error.py``).
+    the hooked activations: no extra pass. GA's and GD's forget term (the mean log-probability
+    of the answer tokens) gives every row the same known weight
+    ``w = 1 / (answer tokens in the minibatch)`` on ``log P_f``. The penalty is evaluated
+    without a graph, and each layer's hook adds the penalty's gradient at that layer (closed
+    form: ``-lam * sign(A_prev - A_now) * g_prev`` on the penalised neurons) to the gradient
+    that flows on, after reading ``g`` = incoming gradient / ``w``. What ``g`` then holds
+    besides ``d log P / d h`` is the penalty's gradient from *later* hooked layers: measured on
+    the small organism (GD, 64 forget facts) its relative size is 7e-4 at ``lam=1e-3``, 7e-3 at
+    1e-2 and 7e-2 at 0.1 on the lower layers, 4e-7 (float noise) on the last one; linear in
+    ``lam`` (``benchmarks/ssiuu_gradient_error.py``).
   - ``"exact"``: one extra backward pass of ``sum_f log P_f`` on the forget rows' graph, taken
     with respect to the hooked activations only (no weight gradients), before the main
     backward. It is exact whatever the forget loss (NPO and DPO weight facts unevenly, RMU is
@@ -152,8 +153,6 @@ class NeuronPenalty:
     def __init__(self, config: SSIUU, model: Any, layers: Sequence[int], forget: FactBatch,
                  reuse: bool = False) -> None:
         self.config, self.layers, self.reuse = config, list(layers), reuse
-        # the closed-form d penalty / d A_now of the last penalty() call (reuse mode)
-        self._slope: Tensor | None = None
         self.hook_names = mlp_hook_names(model, self.layers)
         n = len(forget)
         # Rows are [bos] prompt answer, right padded: positions of interest start at 0.
@@ -182,8 +181,6 @@ class NeuronPenalty:
         now = torch.stack([attribution_now(act[:, :take], grad[index, :take])
                            for act, grad in zip(acts, self.grad, strict=True)], 1)
         active = ((prev < 0) & self.seen[index].view(-1, 1, 1)).to(prev.dtype)
-        # d/d now of lam * |prev - now| (sign(0) = 0, as autograd's abs)
-        self._slope = (-self.config.lam * torch.sign(prev - now) * active).detach()
         return self.config.lam * ((prev - now).abs() * active).sum()
 
     def update(self, acts: Sequence[Tensor], logprob: Tensor, rows: FactBatch, index: Tensor,
@@ -207,38 +204,58 @@ class NeuronPenalty:
         self.seen[index] = True
 
 
-    def capture(self, graph_acts: Sequence[Tensor], rows: FactBatch, index: Tensor,
-                weight: float) -> None:
-        """Reuse mode: record ``g`` and ``A`` for ``rows`` from the coming main backward pass.
+    def reuse_step(self, graph_acts: Sequence[Tensor], rows: FactBatch, index: Tensor,
+                   weight: float) -> Tensor:
+        """Reuse mode: the penalty's value now, its gradient and the new ``g`` in the main backward.
 
-        Hooks on ``graph_acts`` (the forward pass's activations; the forget rows come first)
-        receive ``d loss / d h``; each subtracts the penalty's direct term at its layer (the
-        slope of the last :meth:`penalty` call times the previous ``g``), divides by
-        ``weight`` (``d forget term / d log P_f``, the same for every row) and stores the
-        result. Call after :meth:`penalty` on the same rows. The hooks live on this step's
-        graph only: they go with it.
+        ``graph_acts``: the forward pass's activations (the forget rows first); ``weight``:
+        ``d forget term / d log P_f``, the same for every row. The penalty is evaluated without a
+        graph; a tensor hook on each activation then, during the main backward pass,
+
+        1. reads the incoming ``d loss / d h`` (the forget term's gradient plus the penalty's
+           gradient from later layers), divides the rows by ``weight`` and stores it as the
+           fact's new ``g`` (and ``A = h . g``), and
+        2. adds this layer's penalty gradient, ``-lam * sign(A_prev - A_now) * g_prev`` on the
+           penalised neurons (zero elsewhere), to the gradient that flows on, which is exactly
+           what backpropagating the penalty would add there.
+
+        Returns the value (detached: its gradient arrives through the hooks). The hooks belong
+        to this step's graph and go with it.
         """
-        if self._slope is None:
-            raise RuntimeError("capture() needs the penalty() of the same rows first")
         index = index.to(self.seen.device)
         n, take = len(rows), self._take(graph_acts[0])
-        mask = _positions(rows, self.config.positions)[:, :take, None].to(graph_acts[0].dtype)
-        slope = self._slope
+        lam = self.config.lam
+        with torch.no_grad():
+            prev = self.attr[index]
+            seen = self.seen[index].view(-1, 1)
+            g_prev = [grad[index, :take] for grad in self.grad]
+            hs = [act[:n, :take].detach() for act in graph_acts]
+            value = prev.new_zeros(())
+            slopes = []
+            for j, (h, g) in enumerate(zip(hs, g_prev, strict=True)):
+                gap = prev[:, j] - attribution_now(h, g)
+                active = (prev[:, j] < 0) & seen
+                value += (gap.abs() * active).sum()
+                slopes.append(torch.where(active, -lam * torch.sign(gap), 0.0) if lam else None)
+            scale = _positions(rows, self.config.positions)[:, :take, None].to(hs[0].dtype) / weight
 
-        def record(j: int, act: Tensor):
-            h = act[:n, :take].detach()
-
-            def hook(grad: Tensor) -> None:
-                direct = slope[:, j, None, :] * self.grad[j][index, :take]
-                g = (grad[:n, :take] - direct) / weight * mask
+        def hook_for(j: int):
+            def hook(grad: Tensor) -> Tensor | None:
+                g = grad[:n, :take] * scale
                 self.grad[j][index, :take] = g
-                self.attr[index, j] = attribution_now(h, g)
+                self.attr[index, j] = attribution_now(hs[j], g)
                 self.seen[index] = True
+                if slopes[j] is None or not bool(slopes[j].any()):
+                    return None
+                out = grad.clone()
+                out[:n, :take] += slopes[j][:, None, :] * g_prev[j]
+                return out
 
             return hook
 
         for j, act in enumerate(graph_acts):
-            act.register_hook(record(j, act))
+            act.register_hook(hook_for(j))
+        return lam * value
 
 
 class ParameterPenalty:
