@@ -244,11 +244,12 @@ class NeuronPenalty:
                 g = grad[:n, :take] * scale
                 self.grad[j][index, :take] = g
                 self.attr[index, j] = attribution_now(hs[j], g)
-                self.seen[index] = True
+                if j == 0:
+                    self.seen[index] = True
                 if slopes[j] is None or not bool(slopes[j].any()):
                     return None
                 out = grad.clone()
-                out[:n, :take] += slopes[j][:, None, :] * g_prev[j]
+                out[:n, :take].addcmul_(slopes[j][:, None, :], g_prev[j])
                 return out
 
             return hook
