@@ -133,6 +133,21 @@ def test_smoke_preset_reproduces_its_numbers(tmp_path):
     assert RobustnessResult.load(tmp_path / "r").rows == first.rows
 
 
+def test_beside_paper_puts_our_percentages_next_to_the_papers():
+    from neuronscope.bench import PAPER_TABLE, beside_paper
+
+    result = _fake_result()
+    table = beside_paper(result, ssiuu="gd+ssiuu(0.01)").splitlines()
+    gd = next(line for line in table if line.startswith("| GD |")).split(" | ")
+    # retain 95 %, paper 81.0; p=0.1 not run; p=0.3: 0.5 / 0.7 -> 60.0 ± 14.1 beside 54.8
+    assert gd[1:5] == ["95.0 ± 0.0", "81.0", "n/a", "48.1"]
+    assert gd[5:7] == ["60.0 ± 14.1", str(PAPER_TABLE["GD"]["harmful p=0.3"])]
+    assert gd[-1].startswith("n/a / +40.0 ± 0.0 / +40.0 ± 0.0")
+    assert any(line.startswith("| SSIUU (gd+ssiuu(0.01)) | 95.0") for line in table)
+    assert not any(line.startswith("| GA |") for line in table)  # not in this result
+    assert "Beside the paper's table" in result.markdown()
+
+
 def test_method_settings_override_the_shared_unlearn_settings():
     config = PRESETS["fast"].with_overrides(unlearn={"lr": 5e-4, "max_steps": 50},
                                             method_settings={"ga": {"lr": 1e-4}})

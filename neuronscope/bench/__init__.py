@@ -5,9 +5,10 @@ Example:
     >>> result = ns.bench.robustness("fast")       # doctest: +SKIP
 """
 
+from neuronscope.bench.paper import PAPER_TABLE, beside_paper
 from neuronscope.bench.presets import PRESETS, BenchConfig, MethodSpec, parse_methods
 from neuronscope.bench.result import RobustnessResult, mean_std
 from neuronscope.bench.robustness import attack_label, robustness
 
-__all__ = ["PRESETS", "BenchConfig", "MethodSpec", "RobustnessResult", "attack_label", "mean_std",
-           "parse_methods", "robustness"]
+__all__ = ["PAPER_TABLE", "PRESETS", "BenchConfig", "MethodSpec", "RobustnessResult", "attack_label",
+           "beside_paper", "mean_std", "parse_methods", "robustness"]

@@ -146,6 +146,11 @@ class RobustnessResult:
                  self.table("normalised_recovery")]
         if self.config.sweep:
             parts += ["", f"Lambda sweep (SSIUU on {self.config.sweep_base}):", "", self.sweep_table()]
+        from neuronscope.bench.paper import PAPER_TABLE, beside_paper
+
+        if any(name.lower() in self.methods for name in PAPER_TABLE):
+            parts += ["", "Beside the paper's table (percent; FaithUn on Llama-3.2-3B, approximate):",
+                      "", beside_paper(self)]
         parts += ["", f"Run time {self.meta.get('seconds', math.nan):.0f} s, torch "
                       f"{self.meta.get('torch')}, {self.meta.get('threads')} thread(s).", ""]
         return "\n".join(parts)
