@@ -228,7 +228,7 @@ class NeuronPenalty:
         with torch.no_grad():
             prev = self.attr[index]
             seen = self.seen[index].view(-1, 1)
-            g_prev = [grad[index, :take] for grad in self.grad]
+            g_prev = [grad.index_select(0, index)[:, :take] for grad in self.grad]
             hs = [act[:n, :take].detach() for act in graph_acts]
             value = prev.new_zeros(())
             slopes = []
@@ -242,7 +242,7 @@ class NeuronPenalty:
         def hook_for(j: int):
             def hook(grad: Tensor) -> Tensor | None:
                 g = grad[:n, :take] * scale
-                self.grad[j][index, :take] = g
+                self.grad[j][:, :take].index_copy_(0, index, g)
                 self.attr[index, j] = attribution_now(hs[j], g)
                 if j == 0:
                     self.seen[index] = True
