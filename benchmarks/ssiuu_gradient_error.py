@@ -36,6 +36,8 @@ def relative_errors(before, after, batch, lam: float) -> list[float]:
         if mode == "reuse":
             value = penalty.reuse_step(acts, batch, index, weight=1.0 / float(mask.sum()))
             (picked.sum() / mask.sum() + value).backward()
+            print(f"  penalty share of the gradient per layer (lam {lam:g}): "
+                  + ", ".join(f"{v:.1e}" for v in penalty.penalty_share))
         else:
             penalty.update(acts, logp, batch, index)
         after.zero_grad(set_to_none=True)

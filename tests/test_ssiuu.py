@@ -307,3 +307,23 @@ def test_reuse_step_backpropagates_the_penalty_exactly(tiny64):
     assert values["reuse"] > 0 and values["reuse"] == pytest.approx(values["autograd"], rel=1e-12)
     for a, b in zip(grads["reuse"], grads["autograd"], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_reuse_switches_to_the_extra_pass_when_the_penalty_dominates(tiny_org, forget_retain):
+    """A large lam makes the penalty's gradient a large share of the gradient at the hooked
+    layers: the run warns and switches to the exact gradient; a small lam keeps reusing."""
+    from neuronscope.unlearning import unlearn
+
+    forget, retain = forget_retain
+    common = dict(method="gd", max_steps=6, target_forget_accuracy=None, progress=False)
+    with pytest.warns(RuntimeWarning, match="extra backward pass"):
+        big = unlearn(tiny_org.model, forget, retain, ssiuu=SSIUU(1.0), **common)
+    info = big.settings["ssiuu_gradient"]
+    assert info["reused"] and info["switched_to_exact_after_step"] is not None
+    assert max(info["last_penalty_share"]) > 1e-2
+    small = unlearn(tiny_org.model, forget, retain, ssiuu=SSIUU(1e-5), **common)
+    info = small.settings["ssiuu_gradient"]
+    assert info["reused"] and info["switched_to_exact_after_step"] is None
+    assert 0 < max(info["last_penalty_share"]) < 1e-2
+    exact = unlearn(tiny_org.model, forget, retain, ssiuu=SSIUU(1.0, gradient="exact"), **common)
+    assert not exact.settings["ssiuu_gradient"]["reused"]

@@ -42,7 +42,7 @@ from neuronscope.unlearning.methods import (
     UnlearningLoss,
     rmu_hook,
 )
-from neuronscope.unlearning.ssiuu import SSIUU
+from neuronscope.unlearning.ssiuu import SSIUU, NeuronPenalty
 
 __all__ = ["UnlearnResult", "unlearn"]
 
@@ -309,4 +309,9 @@ def unlearn(
         record["refusals"] = list(refusals)
     if method == "rmu":
         record.update(rmu_layer=rmu_layer, steering_coef=coef)
+    if isinstance(penalty, NeuronPenalty):  # where g came from (see SSIUU's gradient)
+        record["ssiuu_gradient"] = {
+            "reused": ssiuu.reuses_gradient(method),
+            "switched_to_exact_after_step": penalty.switched_at,
+            "last_penalty_share": list(penalty.penalty_share)}
     return UnlearnResult(new_model, history, record)

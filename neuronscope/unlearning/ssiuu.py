@@ -51,6 +51,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -69,6 +70,7 @@ POSITIONS = ("prompt", "all")
 GRADIENTS = ("auto", "reuse", "exact")
 # methods whose forget term gives every forget row the same weight on log P (see "reuse")
 REUSE_METHODS = ("ga", "gd")
+REUSE_CHECK_EVERY = 10  # steps between checks of the penalty's share (and its first active step)
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,13 @@ class SSIUU:
         positions: neuron level: ``"prompt"`` (default, as the attribution engine) or ``"all"``.
         gradient: neuron level: where ``d log P / d h`` comes from: ``"reuse"`` (the main
             backward pass, GA and GD only), ``"exact"`` (an extra backward pass) or ``"auto"``.
+        reuse_tolerance: in reuse mode, the largest share of the penalty's gradient in the
+            gradient at a regularised layer (checked every ``REUSE_CHECK_EVERY`` steps) before
+            the run switches to the extra pass for good.
 
     Example:
-        >>> SSIUU(1e-3)
-        SSIUU(lam=0.001, level='neuron', layers=None, positions='prompt', gradient='auto')
+        >>> SSIUU(1e-3).level, SSIUU(1e-3).gradient
+        ('neuron', 'auto')
     """
 
     lam: float = 1e-3
@@ -93,12 +98,15 @@ class SSIUU:
     layers: tuple[int, ...] | None = None
     positions: str = "prompt"
     gradient: str = "auto"
+    reuse_tolerance: float = 1e-2
 
     def __post_init__(self) -> None:
         if not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam < 0:
             raise ValueError(f"SSIUU lam must be a finite number >= 0, got {self.lam!r}")
         if self.level not in LEVELS:
             raise ValueError(f"SSIUU level must be one of {LEVELS}, got {self.level!r}")
+        if not (isinstance(self.reuse_tolerance, (int, float)) and self.reuse_tolerance > 0):
+            raise ValueError(f"SSIUU reuse_tolerance must be > 0, got {self.reuse_tolerance!r}")
         if self.gradient not in GRADIENTS:
             raise ValueError(f"SSIUU gradient must be one of {GRADIENTS}, got {self.gradient!r}")
         if self.positions not in POSITIONS:
@@ -153,6 +161,12 @@ class NeuronPenalty:
     def __init__(self, config: SSIUU, model: Any, layers: Sequence[int], forget: FactBatch,
                  reuse: bool = False) -> None:
         self.config, self.layers, self.reuse = config, list(layers), reuse
+        # reuse mode: steps taken, the penalty's share of the gradient per layer at the last
+        # check, and the step after which the run switched to the extra pass (None: never)
+        self.steps = 0
+        self.penalty_share = [0.0] * len(self.layers)
+        self.switched_at: int | None = None
+        self._checked_active = False
         self.hook_names = mlp_hook_names(model, self.layers)
         n = len(forget)
         # Rows are [bos] prompt answer, right padded: positions of interest start at 0.
@@ -225,6 +239,8 @@ class NeuronPenalty:
         index = index.to(self.seen.device)
         n, take = len(rows), self._take(graph_acts[0])
         lam = self.config.lam
+        self.steps += 1
+        check = not self._checked_active or self.steps % REUSE_CHECK_EVERY == 0
         with torch.no_grad():
             prev = self.attr[index]
             seen = self.seen[index].view(-1, 1)
@@ -249,7 +265,10 @@ class NeuronPenalty:
                 if slopes[j] is None or not bool(slopes[j].any()):
                     return None
                 out = grad.clone()
-                out[:n, :take].addcmul_(slopes[j][:, None, :], g_prev[j])
+                direct = slopes[j][:, None, :] * g_prev[j]
+                out[:n, :take] += direct
+                if check:
+                    self._check(j, float(direct.norm() / grad[:n, :take].norm().clamp_min(1e-30)))
                 return out
 
             return hook
@@ -257,6 +276,21 @@ class NeuronPenalty:
         for j, act in enumerate(graph_acts):
             act.register_hook(hook_for(j))
         return lam * value
+
+    def _check(self, j: int, share: float) -> None:
+        """Record the penalty's share of the gradient at layer ``j``; above the tolerance, the
+        reused ``g`` would carry that much of the penalty's own gradient: switch for good to
+        the extra pass from the next step."""
+        self._checked_active = True
+        self.penalty_share[j] = share
+        tolerance = self.config.reuse_tolerance
+        if self.reuse and share > tolerance:
+            self.reuse, self.switched_at = False, self.steps
+            warnings.warn(
+                f"SSIUU: at step {self.steps} the penalty's gradient was {share:.2g} of the gradient "
+                f"at layer {self.layers[j]} (reuse_tolerance {tolerance:g}); from the next step "
+                f"g = d log P / d h comes from an extra backward pass (gradient='exact')",
+                RuntimeWarning, stacklevel=2)
 
 
 class ParameterPenalty:
