@@ -32,6 +32,9 @@ is its absolute value.
     the small organism (GD, 64 forget facts) its relative size is 7e-4 at ``lam=1e-3``, 7e-3 at
     1e-2 and 7e-2 at 0.1 on the lower layers, 4e-7 (float noise) on the last one; linear in
     ``lam`` (``benchmarks/ssiuu_gradient_error.py``).
+    A guard measures the penalty's share of the gradient at each regularised layer (first
+    active step, then every ``REUSE_CHECK_EVERY`` steps); above ``reuse_tolerance`` (1e-2) the
+    run switches to ``"exact"`` for good, warns and records the step.
   - ``"exact"``: one extra backward pass of ``sum_f log P_f`` on the forget rows' graph, taken
     with respect to the hooked activations only (no weight gradients), before the main
     backward. It is exact whatever the forget loss (NPO and DPO weight facts unevenly, RMU is
