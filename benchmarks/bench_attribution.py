@@ -319,7 +319,7 @@ def main() -> None:
     parser.add_argument("--gpt2-target", default="logprob", choices=("prob", "logprob"),
                         help="P(answer) of a random 50k-vocabulary model is ~1e-10, so compare log P")
     parser.add_argument("--ref-facts", type=int, default=10, help="facts the slow reference runs on")
-    parser.add_argument("--captum-ibs", default="0",
+    parser.add_argument("--captum-ibs", default="0,800,160",
                         help="comma list of captum internal_batch_size values (rows per pass; 0: all "
                              "steps of all facts at once), each timed; the fastest counts")
     parser.add_argument("--cases", default="organism,gpt2")
