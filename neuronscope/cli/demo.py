@@ -151,7 +151,8 @@ def _unlearn(model: Any, method: str, forget: Any, retain: Any, target: float, p
     from neuronscope.unlearning import SSIUU, unlearn
 
     base, _, extra = method.lower().partition("+")
-    ssiuu = SSIUU(preset.ssiuu_lambda) if extra == "ssiuu" else None
+    # lam 0.01 is past the reused gradient's tolerance: take the exact one from the start
+    ssiuu = SSIUU(preset.ssiuu_lambda, gradient="exact") if extra == "ssiuu" else None
     return unlearn(model, forget, retain, method=base, ssiuu=ssiuu, max_steps=preset.unlearn_steps,
                    lr=preset.unlearn_lr, eval_every=preset.unlearn_eval_every,
                    target_forget_accuracy=target, seed=seed, progress=progress)
