@@ -1,9 +1,10 @@
 """Per-step wall time of each unlearning method with and without SSIUU, in one run.
 
 Every variant of a method runs the same seeded minibatches from the same starting model;
-variants are interleaved (base, SSIUU neuron with its default gradient -- read off the main
-backward pass for GA and GD, an extra pass for the others --, SSIUU neuron with the extra pass
-forced, SSIUU parameter, base, ...) and repeated, and
+variants are interleaved (base; SSIUU neuron with its default gradient -- read off the main
+backward pass for GA and GD, guarded: switched to the extra pass once the penalty's share of
+the gradient passes 1 % --; the same unguarded; SSIUU neuron with the extra pass forced; SSIUU
+parameter; base, ...) and repeated, and
 the report gives median per-step times and the SSIUU / base ratio per method. The first
 ``--skip`` steps of each run are dropped (allocator warm-up). Evaluation time is excluded
 (``TrainHistory.step_seconds``). Times are process CPU time by default (``--clock cpu``):
@@ -17,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import time
+import warnings
 
 import torch
 
@@ -31,12 +34,15 @@ METHODS = ("ga", "gd", "npo", "simnpo", "dpo", "rmu")
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore", RuntimeWarning)  # the reuse guard's switch: recorded below
     world = ns.FactWorld.synthetic(n_people=args.people, seed=0)
     forget, retain = world.facts.split(forget=args.forget, by="group", seed=0)
     org = ns.organism(world, size=args.size, seed=0, progress=False)
     variants = {"base": None, "ssiuu_neuron": SSIUU(args.lam),
+                "ssiuu_neuron_unguarded": SSIUU(args.lam, reuse_tolerance=math.inf),
                 "ssiuu_neuron_exact": SSIUU(args.lam, gradient="exact"),
                 "ssiuu_parameter": SSIUU(args.lam, level="parameter")}
+    switched: dict[str, list] = {m: [] for m in args.methods}
     times: dict[str, dict[str, list[float]]] = {m: {v: [] for v in variants} for m in args.methods}
     ratios: dict[str, dict[str, list[float]]] = {m: {v: [] for v in variants if v != "base"}
                                                 for m in args.methods}
@@ -48,6 +54,9 @@ def run(args: argparse.Namespace) -> dict:
                                  max_steps=args.steps, eval_every=args.steps,
                                  target_forget_accuracy=None, seed=rep, progress=False,
                                  refusals=world.refusals if method == "dpo" else None)
+                if name == "ssiuu_neuron":  # where the guarded run switched to the extra pass
+                    switched[method].append(result.settings["ssiuu_gradient"]
+                                            ["switched_to_exact_after_step"])
                 steps = result.history.step_seconds(cpu=args.clock == "cpu")[args.skip:]
                 times[method][name].extend(steps)
                 medians[name] = statistics.median(steps)
@@ -62,6 +71,7 @@ def run(args: argparse.Namespace) -> dict:
         for name in ratios[method]:
             row[f"{name}_ms"] = statistics.median(times[method][name]) * 1e3
             row[f"{name}_ratio"] = statistics.median(ratios[method][name])
+        row["guarded_switched_after_step"] = switched[method]
         table[method] = row
     return {"settings": vars(args), "torch": torch.__version__, "threads": args.threads,
             "n_forget": len(forget), "n_retain": len(retain), "table": table}
@@ -84,7 +94,7 @@ def main() -> None:
     start = time.perf_counter()
     report = run(args)
     report["seconds"] = time.perf_counter() - start
-    names = ("ssiuu_neuron", "ssiuu_neuron_exact", "ssiuu_parameter")
+    names = ("ssiuu_neuron", "ssiuu_neuron_unguarded", "ssiuu_neuron_exact", "ssiuu_parameter")
     print(f"\n{'method':8} {'base ms':>9}" + "".join(f" {n[6:]:>20} {'ratio':>6}" for n in names))
     for method, row in report["table"].items():
         print(f"{method:8} {row['base_ms']:9.1f}"
