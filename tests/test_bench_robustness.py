@@ -131,6 +131,9 @@ def test_fast_preset_reproduces_its_numbers(tmp_path):
     unit = first.meta["units"][0]
     assert all(r["attacked"] <= unit["chance"] + 0.15 for r in oracle)
     assert unit["target"] == unit["chance"]  # the default target: the chance level
+    ssiuu = [r for r in first.rows if r["method"] == "gd+ssiuu(0.001)"]
+    assert ssiuu and all(r["ssiuu_reused_gradient"] is True for r in ssiuu)  # gd: reused g
+    assert all(r["ssiuu_reused_gradient"] is None for r in first.rows if r["method"] == "gd")
     assert RobustnessResult.load(tmp_path / "r").rows == first.rows
 
 

@@ -53,8 +53,11 @@ def run_unlearning(model: Any, forget: FactSet, retain: FactSet, spec: MethodSpe
                      target_forget_accuracy=target, seed=seed, progress=False, **extra)
     seconds = time.perf_counter() - start
     history = result.history
+    gradient = result.settings.get("ssiuu_gradient") or {}
     return result.model, {"unlearn_steps": history.n_steps, "stopped": history.stopped_reason,
-                          "unlearn_seconds": seconds}
+                          "unlearn_seconds": seconds,
+                          "ssiuu_reused_gradient": gradient.get("reused"),
+                          "ssiuu_switched_after_step": gradient.get("switched_to_exact_after_step")}
 
 
 def _oracle_runs(oracle: Any, forget: FactSet, retain: FactSet, config: BenchConfig, seed: int,
@@ -209,6 +212,10 @@ def _row(seed: int, method: str, spec: MethodSpec | None, attack: str, run: Any,
         "normalised_recovery": metrics.normalised_recovery,
         "excess_recovery": (metrics.attacked - oracle_attacked) if spec is not None else 0.0,
         "retain_after_attack": run.retain_after,
+        # neuron-level SSIUU: g reused from the main backward pass, and the step after which
+        # the reuse guard switched to the extra pass (None: never; both None without SSIUU)
+        "ssiuu_reused_gradient": summary.get("ssiuu_reused_gradient"),
+        "ssiuu_switched_after_step": summary.get("ssiuu_switched_after_step"),
     }
 
 
