@@ -10,7 +10,7 @@ Example:
 
 from __future__ import annotations
 
-from neuronscope.bench.result import RobustnessResult, mean_std
+from neuronscope.bench.result import RobustnessResult, _cell
 
 __all__ = ["PAPER_TABLE", "beside_paper"]
 
@@ -23,14 +23,6 @@ PAPER_TABLE: dict[str, dict[str, float]] = {
     "SSIUU": {"retain": 84.7, "harmful p=0.1": 14.8, "harmful p=0.3": 14.3, "benign": 13.3},
 }
 ATTACKS = ("harmful p=0.1", "harmful p=0.3", "benign")
-
-
-def _percent(values: list[float], signed: bool = False) -> str:
-    if not values:
-        return "n/a"
-    mean, std = mean_std(values)
-    text = f"{100 * mean:+.1f}" if signed else f"{100 * mean:.1f}"
-    return text if len(values) < 2 else f"{text} ± {100 * std:.1f}"
 
 
 def beside_paper(result: RobustnessResult, ssiuu: str = "gd+ssiuu(0.001)") -> str:
@@ -49,13 +41,14 @@ def beside_paper(result: RobustnessResult, ssiuu: str = "gd+ssiuu(0.001)") -> st
             continue
         paper = PAPER_TABLE.get(name.split(" ")[0], {})
         first = result.attacks[0]
-        cells = [name, _percent(result.select(method, first, "retain_accuracy")),
+        cells = [name, _cell(result.select(method, first, "retain_accuracy"), scale=100, digits=1),
                  f"{paper['retain']:.1f}" if paper else "n/a"]
         excess = []
         for attack in ATTACKS:
-            cells += [_percent(result.select(method, attack)),
+            cells += [_cell(result.select(method, attack), scale=100, digits=1),
                       f"{paper[attack]:.1f}" if paper else "n/a"]
-            excess.append(_percent(result.select(method, attack, "excess_recovery"), signed=True)
+            excess.append(_cell(result.select(method, attack, "excess_recovery"), signed=True,
+                                scale=100, digits=1)
                           if method != "oracle" else "0")
         cells.append(" / ".join(excess))
         lines.append("| " + " | ".join(cells) + " |")

@@ -39,12 +39,13 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def _cell(values: list[float], signed: bool = False) -> str:
+def _cell(values: list[float], signed: bool = False, scale: float = 1.0, digits: int = 2) -> str:
+    """``mean ± std`` of ``values`` times ``scale`` (``n/a`` when empty; no ``±`` for one value)."""
     mean, std = mean_std(values)
     if math.isnan(mean):
         return "n/a"
-    text = f"{mean:+.2f}" if signed else f"{mean:.2f}"
-    return text if math.isnan(std) else f"{text} ± {std:.2f}"
+    text = f"{scale * mean:{'+' if signed else ''}.{digits}f}"
+    return text if math.isnan(std) else f"{text} ± {scale * std:.{digits}f}"
 
 
 @dataclass
@@ -115,16 +116,21 @@ class RobustnessResult:
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
+    def _sweep_methods(self) -> list[tuple[float, str]]:
+        """(lambda, method label) of every run of the sweep's base method, by lambda."""
+        base = self.config.sweep_base
+        labels: dict[float, str] = {}
+        for r in self.rows:
+            if r["base"] == base:
+                labels.setdefault(r["lambda"], r["method"])
+        return sorted(labels.items())
+
     def sweep_table(self) -> str:
         """Markdown table of the lambda sweep (rows of the sweep's base method, by lambda)."""
-        base = self.config.sweep_base
-        lams = sorted({r["lambda"] for r in self.rows if r["base"] == base})
         header = ["lambda", "seeds", "forget acc", "retain acc",
                   *[f"{a} (excess)" for a in self.attacks]]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for lam in lams:
-            rows = [r for r in self.rows if r["base"] == base and r["lambda"] == lam]
-            method = rows[0]["method"]
+        for lam, method in self._sweep_methods():
             first = self.attacks[0]
             cells = [f"{lam:g}", str(len(self.select(method, first))),
                      _cell(self.select(method, first, "forget_accuracy")),
@@ -177,10 +183,8 @@ class RobustnessResult:
     def sweep_rows(self) -> list[dict]:
         """One row per lambda of the sweep's base method: mean over seeds of forget and retain
         accuracy after unlearning and of the excess recovery under each attack."""
-        base = self.config.sweep_base
         out = []
-        for lam in sorted({r["lambda"] for r in self.rows if r["base"] == base}):
-            method = next(r["method"] for r in self.rows if r["base"] == base and r["lambda"] == lam)
+        for lam, method in self._sweep_methods():
             first = self.attacks[0]
             row = {"lambda": float(lam),
                    "forget accuracy": mean_std(self.select(method, first, "forget_accuracy"))[0],

@@ -125,7 +125,7 @@ class UnlearningLoss:
         self.method, self.hp, self.retain_loss, self.penalty = method, dict(hp), retain_loss, penalty
         # With SSIUU's extra backward pass for d log P / d h, the retain rows get their own
         # forward pass, so that the extra pass traverses the forget rows' graph only.
-        extra_pass = penalty is not None and not getattr(penalty, "reuse", False)
+        extra_pass = penalty is not None and not penalty.reuse
         self.separate_retain = extra_pass if separate_retain is None else separate_retain
         self.ref_forget, self.ref_refusal, self.refusals = ref_forget, ref_refusal, refusals
         self.reference, self.rmu_layer, self.rmu_target = reference, rmu_layer, rmu_target

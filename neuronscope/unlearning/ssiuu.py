@@ -299,6 +299,8 @@ class NeuronPenalty:
 class ParameterPenalty:
     """Previous parameter gradient and attribution, and the parameter-level penalty."""
 
+    reuse = False  # G always comes from its own extra backward pass
+
     def __init__(self, config: SSIUU, model: Any, layers: Sequence[int]) -> None:
         self.config, self.layers = config, list(layers)
         blocks = getattr(model, "blocks", None)
