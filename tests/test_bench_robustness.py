@@ -13,10 +13,12 @@ from neuronscope.cli import build_parser
 
 
 def test_parse_methods():
-    specs = parse_methods("ga, gd+ssiuu:0.03 ,npo+ssiuu")
-    assert specs == (MethodSpec("ga"), MethodSpec("gd", 0.03), MethodSpec("npo", 0.01))
-    assert [s.label for s in specs] == ["ga", "gd+ssiuu(0.03)", "npo+ssiuu(0.01)"]
-    for bad in ("", "gd+foo", "gd+ssiuu:abc"):
+    specs = parse_methods("ga, gd+ssiuu:0.03 ,npo+ssiuu, gd+ssiuu:0.001:exact")
+    assert specs == (MethodSpec("ga"), MethodSpec("gd", 0.03), MethodSpec("npo", 0.01),
+                     MethodSpec("gd", 0.001, gradient="exact"))
+    assert [s.label for s in specs] == ["ga", "gd+ssiuu(0.03)", "npo+ssiuu(0.01)",
+                                        "gd+ssiuu(0.001,exact)"]
+    for bad in ("", "gd+foo", "gd+ssiuu:abc", "gd+ssiuu:0.01:cheap"):
         with pytest.raises(ValueError):
             parse_methods(bad)
 

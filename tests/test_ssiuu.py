@@ -207,12 +207,14 @@ def test_ssiuu_limits_the_change_of_negative_attributions(tiny_org, forget_retai
     assert change(guarded.model) < 0.7 * change(base.model)
 
 
-def _reuse_step(model, batch, penalty, index):
-    """One GD-style forget step in reuse mode: the forget term plus the penalty, one backward."""
+def _reuse_step(model, batch, penalty, index, check=False):
+    """One GD-style forget step in reuse mode: the forget term plus the penalty, one backward
+    (with the guard's check when ``check``)."""
     out = forward(model, batch, penalty.hook_names)
     full = [out.acts[name] for name in penalty.hook_names]
-    _, _, picked, mask = answer_logprobs(out.logits, batch)
-    value = penalty.reuse_step(full, batch, index, weight=1.0 / float(mask.sum()))
+    logp, _, picked, mask = answer_logprobs(out.logits, batch)
+    value = penalty.reuse_step(full, batch, index, weight=1.0 / float(mask.sum()),
+                               logprob=logp if check else None)
     (picked.sum() / mask.sum() + value).backward()
     return value
 
@@ -309,9 +311,38 @@ def test_reuse_step_backpropagates_the_penalty_exactly(tiny64):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
-def test_reuse_switches_to_the_extra_pass_when_the_penalty_dominates(tiny_org, forget_retain):
-    """A large lam makes the penalty's gradient a large share of the gradient at the hooked
-    layers: the run warns and switches to the exact gradient; a small lam keeps reusing."""
+def test_guard_measures_the_reused_gradient_against_an_independent_exact_pass(tiny64):
+    """At a check step the guard's error and drift equal those computed from a separate
+    exact-mode pass, and the cache keeps the exact g."""
+    batch = _batch()
+    index = torch.arange(len(batch))
+    first = SSIUU(0.1, gradient="reuse").build(tiny64, batch, "gd")
+    _reuse_step(tiny64, batch, first, index)  # first visit: records g and A
+    model = detached_copy(tiny64)
+    _perturb(model, scale=0.05)
+    exact = _exact_grads(model, batch, first, index)
+    states = {}
+    for check in (False, True):
+        penalty = SSIUU(0.1, gradient="reuse").build(model, batch, "gd")
+        penalty.grad = [g.clone() for g in first.grad]
+        penalty.attr, penalty.seen = first.attr.clone(), first.seen.clone()
+        _reuse_step(model, batch, penalty, index, check=check)
+        model.zero_grad(set_to_none=True)
+        states[check] = penalty
+    plain, checked = states[False], states[True]
+    assert checked.checked_steps == [1] and plain.checked_steps == []
+    for j in range(len(checked.layers)):
+        assert checked.reuse_error[j] == pytest.approx(_relative(plain.grad[j], exact.grad[j]),
+                                                       rel=1e-6, abs=1e-12)
+        assert checked.drift[j] == pytest.approx(_relative(first.grad[j], exact.grad[j]), rel=1e-6)
+        torch.testing.assert_close(checked.grad[j], exact.grad[j], rtol=1e-9, atol=1e-12)
+    assert max(checked.reuse_error[:-1]) > 1e-3  # the lower layers do carry the penalty
+
+
+def test_reuse_switches_to_the_extra_pass_when_its_error_passes_the_tolerance(tiny_org,
+                                                                            forget_retain):
+    """A large lam makes the reused g's error large against g's own drift: the run warns and
+    switches to the exact gradient; a small lam keeps reusing, checked."""
     from neuronscope.unlearning import unlearn
 
     forget, retain = forget_retain
@@ -320,10 +351,14 @@ def test_reuse_switches_to_the_extra_pass_when_the_penalty_dominates(tiny_org, f
         big = unlearn(tiny_org.model, forget, retain, ssiuu=SSIUU(1.0), **common)
     info = big.settings["ssiuu_gradient"]
     assert info["reused"] and info["switched_to_exact_after_step"] is not None
-    assert max(info["last_penalty_share"]) > 1e-2
+
+    def worst(info):
+        return max(e / d for e, d in zip(info["last_reuse_error"], info["last_drift"], strict=True))
+
+    assert worst(info) > 0.25
     small = unlearn(tiny_org.model, forget, retain, ssiuu=SSIUU(1e-5), **common)
     info = small.settings["ssiuu_gradient"]
     assert info["reused"] and info["switched_to_exact_after_step"] is None
-    assert 0 < max(info["last_penalty_share"]) < 1e-2
+    assert info["checked_at_steps"] and 0 < worst(info) < 0.25
     exact = unlearn(tiny_org.model, forget, retain, ssiuu=SSIUU(1.0, gradient="exact"), **common)
     assert not exact.settings["ssiuu_gradient"]["reused"]

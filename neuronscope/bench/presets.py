@@ -3,14 +3,16 @@
 Example:
     >>> PRESETS["fast"].size
     'tiny'
-    >>> [m.label for m in parse_methods("gd, gd+ssiuu:0.01")]
-    ['gd', 'gd+ssiuu(0.01)']
+    >>> [m.label for m in parse_methods("gd, gd+ssiuu:0.01, gd+ssiuu:0.01:exact")]
+    ['gd', 'gd+ssiuu(0.01)', 'gd+ssiuu(0.01,exact)']
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from neuronscope.unlearning.ssiuu import GRADIENTS
 
 __all__ = ["PRESETS", "TARGETS", "BenchConfig", "MethodSpec", "parse_methods"]
 
@@ -19,17 +21,20 @@ TARGETS = ("chance", "oracle")
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One unlearning recipe: a base method, optionally with SSIUU of weight ``lam``."""
+    """One unlearning recipe: a base method, optionally with SSIUU of weight ``lam`` (and
+    SSIUU's ``gradient`` mode, ``"auto"`` unless given)."""
 
     method: str
     lam: float | None = None
     level: str = "neuron"
+    gradient: str = "auto"
 
     @property
     def label(self) -> str:
         if self.lam is None:
             return self.method
         suffix = "" if self.level == "neuron" else f",{self.level}"
+        suffix += "" if self.gradient == "auto" else f",{self.gradient}"
         return f"{self.method}+ssiuu({self.lam:g}{suffix})"
 
     def to_dict(self) -> dict:
@@ -37,7 +42,8 @@ class MethodSpec:
 
 
 def parse_methods(text: str) -> tuple[MethodSpec, ...]:
-    """``"ga, gd, gd+ssiuu:0.01"`` -> method specs (``+ssiuu`` alone uses lambda 0.01)."""
+    """``"ga, gd, gd+ssiuu:0.01"`` -> method specs (``+ssiuu`` alone uses lambda 0.01;
+    ``+ssiuu:0.01:exact`` picks SSIUU's ``gradient`` mode)."""
     specs = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
@@ -46,13 +52,18 @@ def parse_methods(text: str) -> tuple[MethodSpec, ...]:
         if not rest:
             specs.append(MethodSpec(base))
             continue
-        name, _, lam = rest.partition(":")
+        name, _, rest = rest.partition(":")
+        lam, _, gradient = rest.partition(":")
         if name != "ssiuu":
-            raise ValueError(f"method {item!r}: only '+ssiuu[:lambda]' may follow a base method")
+            raise ValueError(f"method {item!r}: only '+ssiuu[:lambda[:gradient]]' may follow a "
+                             f"base method")
         try:
-            specs.append(MethodSpec(base, float(lam) if lam else 0.01))
+            value = float(lam) if lam else 0.01
         except ValueError:
             raise ValueError(f"method {item!r}: lambda {lam!r} is not a number") from None
+        if gradient and gradient not in GRADIENTS:
+            raise ValueError(f"method {item!r}: gradient {gradient!r} is not one of {GRADIENTS}")
+        specs.append(MethodSpec(base, value, gradient=gradient or "auto"))
     if not specs:
         raise ValueError(f"no methods in {text!r}")
     return tuple(specs)

@@ -44,7 +44,8 @@ def run_unlearning(model: Any, forget: FactSet, retain: FactSet, spec: MethodSpe
     """Unlearn with ``spec`` until forget accuracy <= ``target``; returns (model, summary)."""
     from neuronscope.unlearning import SSIUU, unlearn
 
-    ssiuu = SSIUU(spec.lam, level=spec.level) if spec.lam is not None else None
+    ssiuu = (SSIUU(spec.lam, level=spec.level, gradient=spec.gradient)
+             if spec.lam is not None else None)
     extra = dict(settings)
     if spec.method == "dpo":
         extra.setdefault("refusals", world.refusals)

@@ -313,5 +313,7 @@ def unlearn(
         record["ssiuu_gradient"] = {
             "reused": ssiuu.reuses_gradient(method),
             "switched_to_exact_after_step": penalty.switched_at,
-            "last_penalty_share": list(penalty.penalty_share)}
+            "checked_at_steps": list(penalty.checked_steps),
+            "last_reuse_error": list(penalty.reuse_error),
+            "last_drift": list(penalty.drift)}
     return UnlearnResult(new_model, history, record)

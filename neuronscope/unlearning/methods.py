@@ -218,7 +218,8 @@ class UnlearningLoss:
         if isinstance(self.penalty, NeuronPenalty):
             full = [out.acts[name] for name in self.penalty.hook_names]
             if self.penalty.reuse:  # GA / GD: d forget / d log P_f = 1 / (answer tokens)
-                return self.penalty.reuse_step(full, rows, index, weight=1.0 / float(mask[sf].sum()))
+                return self.penalty.reuse_step(full, rows, index, weight=1.0 / float(mask[sf].sum()),
+                                               logprob=logp[sf])
             acts = [act[sf] for act in full]
             value = self.penalty.penalty(acts, rows, index)
             self.penalty.update(acts, logp[sf], rows, index, graph_acts=full)
