@@ -34,9 +34,11 @@ from neuronscope.diagnostics import diagnose
 from neuronscope.scoring import answer_logprob
 from neuronscope.unlearning import SSIUU, unlearn
 
-# name -> (base method, SSIUU lambda or None)
-METHODS = {"ga": ("ga", None), "gd": ("gd", None), "gd+ssiuu0.1": ("gd", 0.1),
-           "gd+ssiuu1": ("gd", 1.0), "ga+ssiuu0.1": ("ga", 0.1)}
+# name -> (base method, SSIUU lambda or None, SSIUU level)
+METHODS = {"ga": ("ga", None, "neuron"), "gd": ("gd", None, "neuron"),
+           "gd+ssiuu0.1": ("gd", 0.1, "neuron"), "gd+ssiuu1": ("gd", 1.0, "neuron"),
+           "ga+ssiuu0.1": ("ga", 0.1, "neuron"), "gd+ssiuu0.1,parameter": ("gd", 0.1, "parameter"),
+           "gd+ssiuu1,parameter": ("gd", 1.0, "parameter")}
 TARGETS = ("prob", "logprob")
 
 
@@ -90,7 +92,7 @@ def study(*, size: str = "tiny", seeds=(0,), methods=tuple(METHODS), steps: int 
         before_attr = {t: attribute(before, everything, steps=steps, target=t, progress=False)
                        for t in TARGETS}
         for name in methods:
-            base, lam = METHODS[name]
+            base, lam, level = METHODS[name]
             t0 = time.perf_counter()
             chosen = (method_lr or {}).get(base, lr)
             extra = {"lr": chosen} if chosen is not None else {}
@@ -100,7 +102,8 @@ def study(*, size: str = "tiny", seeds=(0,), methods=tuple(METHODS), steps: int 
                 extra["callbacks"] = [reached]
             accuracy_target = None if fixed_steps or match == "logp" else target_acc
             res = unlearn(before, forget_set, retain_set, method=base,
-                          ssiuu=SSIUU(lam) if lam is not None else None, max_steps=max_steps,
+                          ssiuu=SSIUU(lam, level=level) if lam is not None else None,
+                          max_steps=max_steps,
                           target_forget_accuracy=accuracy_target, tolerance=1e-6,
                           eval_every=eval_every, seed=seed, progress=False, **extra)
             logp = answer_logprob(res.model, forget_set)

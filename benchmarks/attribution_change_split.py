@@ -1,0 +1,100 @@
+"""Where the growth of negative attribution comes from: the activation or the gradient.
+
+SSIUU's neuron-level penalty holds ``A = sum_k h * g`` of the negatively attributed neurons with
+``g`` (``d log P / d h``) a constant from the previous step, so it acts on the change of the
+activation ``h`` only: a change of ``g`` (the weights downstream of the neuron) is not
+penalised. This script unlearns the tiny organism with GA, GD and GD + SSIUU to the oracle's
+forget accuracy (the protocol of ``hide_index_study.py``), takes ``h`` and ``g`` at the prompt
+positions of every forget fact before (``A``) and after (``A'``) unlearning, and splits each
+fact-neuron change exactly::
+
+    A' - A = sum_k (h' - h) g   +   sum_k h (g' - g)   +   sum_k (h' - h)(g' - g)
+             activation term        gradient term          cross term
+
+It reports, summed over fact-neuron pairs: the growth of negative attribution
+``sum max(max(-A', 0) - max(-A, 0), 0)`` (per-pair clipping), the part of it on pairs that were
+already negative (deepening) and on pairs that crossed from >= 0 (crossing), and, over the
+pairs whose negative attribution grew, the sum of each term.
+
+    OMP_NUM_THREADS=1 python benchmarks/attribution_change_split.py --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+import neuronscope as ns
+from neuronscope.scoring import batch_for
+from neuronscope.unlearning import SSIUU, unlearn
+from neuronscope.unlearning.forward import answer_logprobs, forward
+
+METHODS = {"ga": ("ga", None), "gd": ("gd", None), "gd+ssiuu0.1": ("gd", 0.1),
+           "gd+ssiuu1": ("gd", 1.0)}
+
+
+def h_and_g(model, batch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per layer ``h`` and ``g = d log P / d h`` at the prompt positions (zero elsewhere)."""
+    penalty = SSIUU(1.0, gradient="exact").build(model, batch, "gd")
+    out = forward(model, batch, penalty.hook_names)
+    acts = [out.acts[name] for name in penalty.hook_names]
+    penalty.update(acts, answer_logprobs(out.logits, batch)[0], batch, torch.arange(len(batch)))
+    width = penalty.width
+    return [a[:, :width].detach() for a in acts], [g.clone() for g in penalty.grad]
+
+
+def split(before, after, batch) -> dict:
+    (h0, g0), (h1, g1) = h_and_g(before, batch), h_and_g(after, batch)
+    h0, g0, h1, g1 = (torch.stack(x, 1).double() for x in (h0, g0, h1, g1))  # fact layer pos neuron
+    a0, a1 = (h0 * g0).sum(2), (h1 * g1).sum(2)
+    act_term = ((h1 - h0) * g0).sum(2)
+    grad_term = (h0 * (g1 - g0)).sum(2)
+    cross = ((h1 - h0) * (g1 - g0)).sum(2)
+    growth = ((-a1).clamp(min=0) - (-a0).clamp(min=0)).clamp(min=0)
+    grew = growth > 0
+    return {"growth": float(growth.sum()), "deepening": float(growth[a0 < 0].sum()),
+            "crossing": float(growth[a0 >= 0].sum()),
+            "act_term": float(act_term[grew].sum()), "grad_term": float(grad_term[grew].sum()),
+            "cross_term": float(cross[grew].sum()), "change": float((a1 - a0)[grew].sum())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    world = ns.FactWorld.synthetic(n_people=60, seed=0)
+    cache = "/tmp/hide_study_cache"
+    before = ns.organism(world, size="tiny", seed=0, cache=cache, progress=False).model
+    rows = []
+    print("| seed | method | steps | growth of negative A | deepening / crossing "
+          "| activation / gradient / cross term (pairs that grew) |\n|---|---|---|---|---|---|")
+    for seed in args.seeds:
+        forget, retain = world.facts.split(forget=0.2, by="group", seed=seed)
+        oracle = ns.organism(world, size="tiny", seed=0, exclude=forget, cache=cache, progress=False)
+        target = float(ns.accuracy(oracle.model, forget))
+        batch = batch_for(before, list(forget))
+        for name in args.methods:
+            base, lam = METHODS[name]
+            res = unlearn(before, forget, retain, method=base,
+                          ssiuu=SSIUU(lam, gradient="exact") if lam is not None else None,
+                          max_steps=300, target_forget_accuracy=target, tolerance=1e-6,
+                          eval_every=1, seed=seed, progress=False)
+            row = {"seed": seed, "method": name, "steps": res.steps, **split(before, res.model, batch)}
+            rows.append(row)
+            print(f"| {seed} | {name} | {row['steps']} | {row['growth']:.2f} "
+                  f"| {row['deepening']:.2f} / {row['crossing']:.2f} "
+                  f"| {row['act_term']:.2f} / {row['grad_term']:.2f} / {row['cross_term']:.2f} |",
+                  flush=True)
+    if args.json:
+        from neuronscope.facts import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
