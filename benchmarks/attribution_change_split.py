@@ -60,6 +60,23 @@ def split(before, after, batch) -> dict:
             "cross_term": float(cross[grew].sum()), "change": float((a1 - a0)[grew].sum())}
 
 
+def tiny_splits(seeds):
+    """The tiny organism (world seed 0, organism seed 0) and, per forget split, ``(seed, forget,
+    retain, target)`` with target the oracle's forget accuracy (``hide_index_study.py``)."""
+    world = ns.FactWorld.synthetic(n_people=60, seed=0)
+    cache = "/tmp/hide_study_cache"
+    before = ns.organism(world, size="tiny", seed=0, cache=cache, progress=False).model
+
+    def splits():
+        for seed in seeds:
+            forget, retain = world.facts.split(forget=0.2, by="group", seed=seed)
+            oracle = ns.organism(world, size="tiny", seed=0, exclude=forget, cache=cache,
+                                 progress=False)
+            yield seed, forget, retain, float(ns.accuracy(oracle.model, forget))
+
+    return before, splits()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -67,16 +84,11 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    world = ns.FactWorld.synthetic(n_people=60, seed=0)
-    cache = "/tmp/hide_study_cache"
-    before = ns.organism(world, size="tiny", seed=0, cache=cache, progress=False).model
+    before, splits = tiny_splits(args.seeds)
     rows = []
     print("| seed | method | steps | growth of negative A | deepening / crossing "
           "| activation / gradient / cross term (pairs that grew) |\n|---|---|---|---|---|---|")
-    for seed in args.seeds:
-        forget, retain = world.facts.split(forget=0.2, by="group", seed=seed)
-        oracle = ns.organism(world, size="tiny", seed=0, exclude=forget, cache=cache, progress=False)
-        target = float(ns.accuracy(oracle.model, forget))
+    for seed, forget, retain, target in splits:
         batch = batch_for(before, list(forget))
         for name in args.methods:
             base, lam = METHODS[name]
