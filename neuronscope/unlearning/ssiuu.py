@@ -250,7 +250,8 @@ class NeuronPenalty:
         At a check step (the first step with an active penalty, then every
         ``REUSE_CHECK_EVERY`` steps) the exact ``g`` is also taken by the extra pass; the hooks
         measure the reused ``g``'s relative error against it per layer, store the exact one,
-        and the guard switches the run to ``"exact"`` if the error passes ``reuse_tolerance``.
+        and the guard switches the run to ``"exact"`` if the error passes ``reuse_tolerance``
+        times the drift of ``g`` since the previous visit.
 
         Returns the value (detached: its gradient arrives through the hooks). The hooks belong
         to this step's graph and go with it.
