@@ -52,6 +52,8 @@ def split(before, after, batch) -> dict:
     act_term = ((h1 - h0) * g0).sum(2)
     grad_term = (h0 * (g1 - g0)).sum(2)
     cross = ((h1 - h0) * (g1 - g0)).sum(2)
+    # the split is exact: the three terms add up to the change (float64)
+    torch.testing.assert_close(act_term + grad_term + cross, a1 - a0, rtol=1e-9, atol=1e-9)
     growth = ((-a1).clamp(min=0) - (-a0).clamp(min=0)).clamp(min=0)
     grew = growth > 0
     return {"growth": float(growth.sum()), "deepening": float(growth[a0 < 0].sum()),
