@@ -6,9 +6,11 @@ from neuronscope.attacks import RelearnResult, relearn
 from neuronscope.attribution import NeuronAttribution, attribute
 from neuronscope.diagnostics import Diagnosis, diagnose
 from neuronscope.facts import Fact, FactSet
+from neuronscope.mcqa import mcqa_accuracy, mcqa_metric
 from neuronscope.models import copy_model, load_model
 from neuronscope.organism import Organism, organism
 from neuronscope.pretrained import pretrained
+from neuronscope.realworld import benign_instructions, real_facts
 from neuronscope.report import report
 from neuronscope.scoring import accuracy, answer_logprob
 from neuronscope.tokenization import FactBatch, WordTokenizer, tokenize
@@ -35,13 +37,17 @@ __all__ = [
     "answer_logprob",
     "attribute",
     "bench",
+    "benign_instructions",
     "copy_model",
     "diagnose",
     "finetune",
     "load_model",
+    "mcqa_accuracy",
+    "mcqa_metric",
     "organism",
     "plots",
     "pretrained",
+    "real_facts",
     "relearn",
     "report",
     "tokenize",
