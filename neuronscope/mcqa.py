@@ -304,7 +304,8 @@ def mcqa_accuracy(
 
 
 def mcqa_metric(**settings: Any) -> Callable[[Any, FactSet], float]:
-    """``(model, facts) -> MCQA accuracy`` with fixed ``settings`` (those of :func:`mcqa_accuracy`).
+    """``(model, facts) -> MCQA accuracy`` with fixed ``settings`` (those of :func:`mcqa_accuracy`);
+    ``metric.per_fact(model, facts)`` gives the hits per fact.
 
     Example:
         >>> metric = mcqa_metric(style="completion")
@@ -320,6 +321,10 @@ def mcqa_metric(**settings: Any) -> Callable[[Any, FactSet], float]:
     def metric(model: Any, facts: FactSet) -> float:
         return float(mcqa_accuracy(model, facts, **settings))
 
+    def per_fact(model: Any, facts: FactSet) -> Tensor:
+        return mcqa_accuracy(model, facts, per_fact=True, **settings)
+
     metric.settings = dict(settings)  # type: ignore[attr-defined]
+    metric.per_fact = per_fact  # type: ignore[attr-defined]
     metric.__name__ = "mcqa_accuracy"
     return metric

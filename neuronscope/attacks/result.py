@@ -54,6 +54,7 @@ class RelearnResult:
     original_accuracy: float | None = None
     oracle: RelearnResult | None = None
     model: Any = field(default=None, repr=False, compare=False)
+    grid: list[RelearnResult] | None = field(default=None, repr=False)
 
     # --- headline numbers -----------------------------------------------------------------
     @property
@@ -63,8 +64,21 @@ class RelearnResult:
 
     @property
     def attacked(self) -> float:
-        """Accuracy on the evaluation facts after the attack (the paper's number)."""
+        """The attack's score: accuracy after the attack, or with ``report="max"`` the maximum
+        seen during retraining (after step 0; the paper's number)."""
+        if self.settings.get("report") == "max" and len(self.eval_accuracy) > 1:
+            return float(self.eval_accuracy[1:].max())
         return float(self.eval_accuracy[-1])
+
+    @property
+    def final(self) -> float:
+        """Accuracy on the evaluation facts at the end of the attack."""
+        return float(self.eval_accuracy[-1])
+
+    @property
+    def lr(self) -> float | None:
+        """The learning rate of this run."""
+        return (self.settings.get("train") or {}).get("lr")
 
     @property
     def retain_after(self) -> float:
@@ -78,8 +92,10 @@ class RelearnResult:
         return AttackMetrics(original, self.unlearned, self.attacked, oracle)
 
     # --- export ---------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        """Plain JSON-ready dict (lossless for the stored values; the model is left out)."""
+    def to_dict(self, *, grid: bool = True) -> dict:
+        """Plain JSON-ready dict (lossless for the stored values; the model is left out).
+
+        The learning-rate grid's runs are stored once, each without a grid of its own."""
         return {
             "format": _FORMAT,
             "attack": self.attack,
@@ -92,6 +108,8 @@ class RelearnResult:
             "settings": self.settings,
             "original_accuracy": self.original_accuracy,
             "oracle": None if self.oracle is None else self.oracle.to_dict(),
+            "grid": None if self.grid is None or not grid else [run.to_dict(grid=False)
+                                                                for run in self.grid],
         }
 
     @classmethod
@@ -109,6 +127,7 @@ class RelearnResult:
             settings=dict(record["settings"]),
             original_accuracy=record["original_accuracy"],
             oracle=None if record["oracle"] is None else cls.from_dict(record["oracle"]),
+            grid=None if record.get("grid") is None else [cls.from_dict(r) for r in record["grid"]],
         )
 
     def save(self, path: str | os.PathLike) -> Path:
