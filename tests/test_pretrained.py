@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from conftest import smollm2_cache
 
 import neuronscope as ns
 from neuronscope import gguf as ns_gguf
@@ -82,8 +81,8 @@ def test_smollm2_answers_well_known_facts(smollm2):
 
 
 @pytest.mark.slow
-def test_conversion_cache_is_reused_and_verified(smollm2, tmp_path_factory):
-    cache = smollm2_cache(tmp_path_factory)
+def test_conversion_cache_is_reused_and_verified(smollm2, cache_folder):
+    cache = cache_folder
     source = pretrained_file("smollm2-135m-instruct")
     folder = ns_gguf.cached_conversion(source, cache=cache)
     assert folder is not None  # the fixture converted it

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from neuronscope.attacks import relearn
 from neuronscope.bench.presets import PRESETS, BenchConfig, MethodSpec
+from neuronscope.bench.real import run_real
 from neuronscope.bench.result import RobustnessResult
 from neuronscope.facts import FactSet
 from neuronscope.organism import organism
@@ -90,7 +91,12 @@ def robustness(
     Example:
         >>> r = robustness("smoke", progress=False)                 # doctest: +SKIP
         >>> r.to_pandas().groupby(["method", "attack"]).attacked.mean()   # doctest: +SKIP
+
+    ``preset="real"``: the paper's protocol on SmolLM2-135M-Instruct and real-world facts
+    (:func:`neuronscope.bench.real.run_real`; returns a ``RealResult``).
     """
+    if isinstance(preset, str) and preset == "real":
+        return run_real(seeds=seeds, out=out, progress=progress, **overrides)
     if isinstance(preset, str):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")

@@ -1,0 +1,457 @@
+"""The ``real`` preset: the paper's FaithUn protocol on a real pretrained model (SmolLM2-135M).
+
+Per seed, on the shipped real-world facts that the model *knows* (3-option MCQA right and
+greedy answer right before unlearning):
+
+1. FaithUn-like splits by entity group: forget / retain / test = 5 / 10 / 70 % of the known
+   facts (the forget share is raised until it holds ``min_forget`` facts; the share used is
+   recorded); a control set of the same size from facts the model never knew (MCQA wrong and
+   greedy wrong);
+2. each method (GA, GD, NPO, DPO, RMU, and SSIUU = GD + ``SSIUU(1e-3)``) unlearns the forget
+   set with the lowest learning rate of ``unlearn_lrs`` that brings forget MCQA accuracy to
+   chance (1/3); retain and test MCQA accuracy are measured on the unlearned model;
+3. on every unlearned model: the harmful attack (p = 0.1, 0.3; part A drawn from the forget
+   facts it answers wrongly; lr grid ``harmful_lrs``) and the benign attack (the shipped
+   instruction data; lr grid ``benign_lrs``), each reporting the maximum forget MCQA accuracy
+   during retraining, the worst case over the grid;
+4. the control: the same attacks on the *original* model with the never-known facts as the
+   "forget" set: what an attack teaches by itself.
+
+Every stage writes its result atomically under ``out`` (``known.json``, then per seed
+``splits.json``, ``unlearn-<method>.json``, ``attack-<method>-<attack>.json``); a rerun reads
+them back and does only what is missing.
+
+Example:
+    >>> REAL.forget, REAL.retain, REAL.test
+    (0.05, 0.1, 0.7)
+    >>> [m for m in REAL.methods]
+    ['gd', 'gd+ssiuu', 'ga', 'npo', 'dpo', 'rmu']
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import random
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from neuronscope.atomic import atomic_write_text
+from neuronscope.attacks import RelearnResult, relearn
+from neuronscope.facts import FactSet
+from neuronscope.mcqa import chance, check_mcqa, mcqa_accuracy, mcqa_metric
+from neuronscope.pretrained import pretrained
+from neuronscope.realworld import benign_instructions, real_facts
+from neuronscope.scoring import accuracy
+from neuronscope.unlearning import SSIUU, unlearn
+
+__all__ = ["REAL", "RealConfig", "RealResult", "known_facts", "real_splits", "run_real", "sample_groups"]
+
+CONTROL = "control"
+ATTACK_LABELS = ("harmful p=0.1", "harmful p=0.3", "benign")
+
+
+@dataclass(frozen=True)
+class RealConfig:
+    """Every setting of the ``real`` preset (saved with the result)."""
+
+    model: str = "smollm2-135m-instruct"
+    facts: str | None = None             # a facts JSONL; None: the shipped real-world facts
+    benign: str | None = None            # an instruction JSONL; None: the shipped pairs
+    mcqa_style: str = "completion"
+    fact_sample: int | None = None       # whole entity groups, seeded, until this many facts
+    seeds: tuple[int, ...] = (0,)
+    forget: float = 0.05
+    retain: float = 0.10
+    test: float = 0.70
+    min_forget: int = 24
+    test_sample: int | None = 150        # test facts scored (None: all of the test split)
+    methods: tuple[str, ...] = ("gd", "gd+ssiuu", "ga", "npo", "dpo", "rmu")
+    ssiuu_lam: float = 1e-3
+    unlearn_lrs: tuple[float, ...] = (1e-4, 3e-5, 1e-5)   # tried from the highest down
+    unlearn_steps: int = 20
+    unlearn_eval_every: int = 2
+    unlearn_batch_size: int = 32
+    unlearn_retain_batch_size: int = 16
+    refusals: tuple[str, ...] = ("I can't answer the question.",)
+    harmful: tuple[float, ...] = (0.1, 0.3)
+    harmful_lrs: tuple[float, ...] = (1e-5, 5e-6, 1e-6)
+    benign_lrs: tuple[float, ...] = (1e-5, 1e-6, 1e-7)
+    attack_steps: int = 10
+    attack_eval_every: int = 2
+    attack_batch_size: int = 8
+    control: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("forget", "retain", "test"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be a fraction in (0, 1), got {getattr(self, name)!r}")
+        if self.forget + self.retain + self.test > 1.0 + 1e-9:
+            raise ValueError("forget + retain + test fractions exceed 1")
+        if not self.seeds:
+            raise ValueError("seeds is empty")
+        for name in ("unlearn_lrs", "harmful_lrs", "benign_lrs"):
+            if not getattr(self, name) or any(v <= 0 for v in getattr(self, name)):
+                raise ValueError(f"{name} must be a non-empty tuple of positive learning rates")
+        bad = [m for m in self.methods if m not in ("ga", "gd", "npo", "dpo", "rmu", "simnpo", "gd+ssiuu")]
+        if bad:
+            raise ValueError(f"unknown method(s) {bad} in the real preset")
+
+    def with_overrides(self, **overrides: Any) -> RealConfig:
+        unknown = set(overrides) - set(self.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown real-preset setting(s) {sorted(unknown)}")
+        return replace(self, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+REAL = RealConfig()
+
+
+# --- stage helpers ----------------------------------------------------------------------------
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+
+
+def _write(path: Path, record: Any) -> None:
+    atomic_write_text(path, json.dumps(record, indent=1))
+
+
+def known_facts(model: Any, facts: FactSet, *, style: str = "completion") -> dict[str, dict[str, bool]]:
+    """Per fact id: ``{"mcqa": right?, "greedy": right?}`` for ``model``."""
+    mc = mcqa_accuracy(model, facts, style=style, per_fact=True).tolist()
+    greedy = accuracy(model, facts, per_fact=True).tolist()
+    return {fid: {"mcqa": bool(m), "greedy": bool(g)}
+            for fid, m, g in zip(facts.ids, mc, greedy, strict=True)}
+
+
+def real_splits(facts: FactSet, known: dict[str, dict[str, bool]], config: RealConfig,
+                seed: int) -> dict[str, Any]:
+    """Seeded forget / retain / test ids (by entity group) among the known facts, the control
+    ids among never-known ones, and the forget share actually used."""
+    knows = [f for f in facts if known[f.id]["mcqa"] and known[f.id]["greedy"]]
+    never = [f for f in facts if not known[f.id]["mcqa"] and not known[f.id]["greedy"]]
+    groups: dict[str, list[str]] = {}
+    for fact in knows:
+        groups.setdefault(fact.group or fact.id, []).append(fact.id)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    needed = max(config.min_forget, math.ceil(config.forget * len(knows)))
+    n_retain, n_test = round(config.retain * len(knows)), round(config.test * len(knows))
+    if needed + n_retain + 1 > len(knows):
+        raise ValueError(f"only {len(knows)} known facts: too few for a forget set of {needed}, "
+                         f"{n_retain} retain facts and a test set")
+    parts: dict[str, list[str]] = {"forget": [], "retain": [], "test": []}
+    targets = {"forget": needed, "retain": n_retain, "test": n_test}
+    for key in keys:
+        for name in ("forget", "retain", "test"):
+            if len(parts[name]) < targets[name]:
+                parts[name].extend(groups[key])
+                break
+    if len(never) < len(parts["forget"]):
+        raise ValueError(f"only {len(never)} never-known facts; the control needs "
+                         f"{len(parts['forget'])}")
+    control = random.Random(seed + 1).sample([f.id for f in never], len(parts["forget"]))
+    return {**parts, "control": control, "n_known": len(knows), "n_never": len(never),
+            "forget_share": len(parts["forget"]) / len(knows)}
+
+
+def sample_groups(facts: FactSet, n: int | None, seed: int = 0) -> FactSet:
+    """Whole entity groups in a seeded order until at least ``n`` facts (None: all facts)."""
+    if n is None or n >= len(facts):
+        return facts
+    groups: dict[str, list[int]] = {}
+    for index, fact in enumerate(facts):
+        groups.setdefault(fact.group or fact.id or str(index), []).append(index)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    keep: set[int] = set()
+    for key in keys:
+        if len(keep) >= n:
+            break
+        keep.update(groups[key])
+    return FactSet([f for i, f in enumerate(facts) if i in keep], name=facts.name)
+
+
+def _subset(facts: FactSet, ids: list[str], name: str) -> FactSet:
+    by_id = {f.id: f for f in facts}
+    return FactSet([by_id[i] for i in ids], name=name)
+
+
+def _unlearn_kwargs(config: RealConfig, method: str) -> dict[str, Any]:
+    """``ns.unlearn`` keywords for one method, for whichever unlearn API is installed: SSIUU
+    through ``penalty=`` (else ``ssiuu=``)."""
+    base, _, extra = method.partition("+")
+    kwargs: dict[str, Any] = {"method": base, "max_steps": config.unlearn_steps,
+                              "eval_every": config.unlearn_eval_every,
+                              "batch_size": config.unlearn_batch_size,
+                              "retain_batch_size": config.unlearn_retain_batch_size}
+    if base == "dpo":
+        kwargs["refusals"] = list(config.refusals)
+    if extra == "ssiuu":
+        params = inspect.signature(unlearn).parameters
+        kwargs["penalty" if "penalty" in params else "ssiuu"] = SSIUU(config.ssiuu_lam)
+    return kwargs
+
+
+class _StopAtChance:
+    """Stop rule by MCQA for an ``unlearn`` without ``metric=`` (a callback; a thin adapter)."""
+
+    def __init__(self, metric: Any, forget: FactSet, target: float, every: int) -> None:
+        self.metric, self.forget, self.target, self.every = metric, forget, target, every
+        self.history: list[tuple[int, float]] = []
+
+    def __call__(self, model: Any, record: dict) -> bool:
+        if record["step"] % self.every:
+            return False
+        score = float(self.metric(model, self.forget))
+        self.history.append((int(record["step"]), score))
+        return score <= self.target + 1e-6
+
+
+def _unlearn_once(model: Any, forget: FactSet, retain: FactSet, config: RealConfig, method: str,
+                  lr: float, seed: int, metric: Any, target: float) -> tuple[Any, dict]:
+    kwargs = _unlearn_kwargs(config, method)
+    start = time.process_time()
+    if "metric" in inspect.signature(unlearn).parameters:
+        result = unlearn(model, forget, retain, lr=lr, seed=seed, metric=metric,
+                         target_forget_accuracy=target, progress=False, **kwargs)
+        stops = None
+    else:
+        stops = _StopAtChance(metric, forget, target, config.unlearn_eval_every)
+        result = unlearn(model, forget, retain, lr=lr, seed=seed, target_forget_accuracy=None,
+                         callbacks=[stops], progress=False, **kwargs)
+    seconds = time.process_time() - start
+    forget_score = float(metric(result.model, forget))
+    return result.model, {"lr": lr, "steps": result.history.n_steps, "forget_mcqa": forget_score,
+                          "reached": forget_score <= target + 1e-6, "cpu_seconds": seconds,
+                          "stop_rule": "metric" if stops is None else "callback",
+                          "curve": stops.history if stops is not None else None}
+
+
+def _unlearn_lowest_lr(model: Any, forget: FactSet, retain: FactSet, config: RealConfig, method: str,
+                       seed: int, metric: Any, target: float) -> tuple[Any, dict]:
+    """The lowest rate of ``unlearn_lrs`` that reaches the target, searched from the highest
+    down (reaching is taken as monotone in the rate: the first miss ends the search). When the
+    highest rate misses, its run is returned with ``reached=False``."""
+    tried: list[dict] = []
+    best: tuple[Any, dict] | None = None
+    for lr in sorted(config.unlearn_lrs, reverse=True):
+        unlearned, record = _unlearn_once(model, forget, retain, config, method, lr, seed, metric, target)
+        tried.append(record)
+        if not record["reached"]:
+            if best is None:
+                best = (unlearned, record)
+            break
+        best = (unlearned, record)
+    assert best is not None
+    model_out, chosen = best
+    keys = ("lr", "steps", "forget_mcqa", "reached", "cpu_seconds")
+    return model_out, {**chosen, "lr_search": [{k: r[k] for k in keys} for r in tried]}
+
+
+def _attack_path(folder: Path | None, label: str, name: str) -> Path | None:
+    tag = name.replace(" ", "").replace("=", "")
+    return None if folder is None else folder / f"attack-{label}-{tag}.json"
+
+
+def _attacks(model: Any, forget: FactSet, config: RealConfig, seed: int, metric: Any,
+             benign: FactSet, folder: Path | None, label: str, progress: bool) -> dict[str, dict]:
+    out = {}
+    plans = [(f"harmful p={p:g}", "harmful", p, config.harmful_lrs) for p in config.harmful]
+    plans.append(("benign", "benign", 0.3, config.benign_lrs))
+    for name, attack, p, lrs in plans:
+        path = _attack_path(folder, label, name)
+        record = _read(path) if path is not None else None
+        if record is None:
+            start = time.process_time()
+            result = relearn(model, attack=attack, forget=forget, p=p, benign=benign,
+                             pool="wrong" if attack == "harmful" else "all", lr=list(lrs),
+                             report="max", metric=metric, steps=config.attack_steps,
+                             eval_every=config.attack_eval_every, batch_size=config.attack_batch_size,
+                             seed=seed, progress=progress)
+            record = {"result": result.to_dict(), "cpu_seconds": time.process_time() - start}
+            if path is not None:
+                _write(path, record)
+        out[name] = record
+    return out
+
+
+def _missing_attacks(folder: Path | None, label: str, config: RealConfig) -> bool:
+    if folder is None:
+        return True
+    names = [f"harmful p={p:g}" for p in config.harmful] + ["benign"]
+    return any(not _attack_path(folder, label, n).is_file() for n in names)
+
+
+# --- the result -------------------------------------------------------------------------------
+@dataclass
+class RealResult:
+    """Rows (one per seed x method x attack) plus per-seed units; markdown beside the paper."""
+
+    config: RealConfig
+    rows: list[dict] = field(default_factory=list)
+    units: list[dict] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"format": "neuronscope.RealResult/1", "config": self.config.to_dict(),
+                "rows": self.rows, "units": self.units, "meta": self.meta}
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        _write(folder / "real.json", self.to_dict())
+        atomic_write_text(folder / "real.md", self.table() + "\n")
+        return folder
+
+    def to_pandas(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+    def _values(self, method: str, attack: str | None, key: str) -> list[float]:
+        return [r[key] for r in self.rows
+                if r["method"] == method and (attack is None or r["attack"] == attack)
+                and r.get(key) is not None and not (isinstance(r[key], float) and math.isnan(r[key]))]
+
+    def table(self) -> str:
+        """Markdown, MCQA accuracy in percent (mean ± std over seeds where more than one)."""
+        def cell(values: list[float]) -> str:
+            if not values:
+                return "n/a"
+            mean = 100 * statistics.fmean(values)
+            if len(values) == 1:
+                return f"{mean:.1f}"
+            return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}"
+
+        header = ["method", "lr", "FS", "RS", "US", *ATTACK_LABELS, "seeds"]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        methods = list(dict.fromkeys(r["method"] for r in self.rows))
+        for method in methods:
+            lrs = sorted({r["unlearn_lr"] for r in self.rows if r["method"] == method
+                          and r.get("unlearn_lr") is not None})
+            cells = [method, ", ".join(f"{v:g}" for v in lrs) or "-",
+                     cell(self._values(method, ATTACK_LABELS[-1], "forget_mcqa")),
+                     cell(self._values(method, ATTACK_LABELS[-1], "retain_mcqa")),
+                     cell(self._values(method, ATTACK_LABELS[-1], "test_mcqa"))]
+            cells += [cell(self._values(method, attack, "attacked")) for attack in ATTACK_LABELS]
+            cells.append(str(len({r["seed"] for r in self.rows if r["method"] == method})))
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def _rows(seed: int, method: str, summary: dict, attacks: dict[str, dict]) -> list[dict]:
+    rows = []
+    for name, record in attacks.items():
+        result = RelearnResult.from_dict(record["result"])
+        best_lr = result.lr
+        rows.append({"seed": seed, "method": method, "attack": name,
+                     "unlearn_lr": summary.get("lr"), "unlearn_steps": summary.get("steps"),
+                     "reached_chance": summary.get("reached"),
+                     "forget_mcqa": summary["forget_mcqa"], "retain_mcqa": summary["retain_mcqa"],
+                     "test_mcqa": summary["test_mcqa"], "attacked": result.attacked,
+                     "attacked_final": result.final, "attack_lr": best_lr,
+                     "attacked_by_lr": {str(r.lr): r.attacked for r in (result.grid or [result])},
+                     "n_attack_train": len(result.train_ids), "n_attack_eval": len(result.eval_ids),
+                     "attack_cpu_seconds": record["cpu_seconds"]})
+    return rows
+
+
+def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | Path | None = None,
+             progress: bool = True, model: Any = None, **overrides: Any) -> RealResult:
+    """Run the ``real`` preset (see the module docstring); ``out`` holds the stages and results.
+
+    ``model``: an already loaded model to use instead of ``pretrained(config.model)``.
+    """
+    config = (config or REAL).with_overrides(**overrides)
+    if seeds is not None:
+        config = config.with_overrides(seeds=tuple(int(s) for s in seeds))
+    folder = Path(out) if out is not None else None
+    facts = sample_groups(check_mcqa(real_facts(config.facts)), config.fact_sample)
+    benign = benign_instructions(config.benign)
+    metric = mcqa_metric(style=config.mcqa_style)
+    target = chance(3)
+    model = model if model is not None else pretrained(config.model)
+    start = time.process_time()
+    stamp = {"facts": facts.fingerprint(), "model": config.model, "style": config.mcqa_style}
+    stored = _read(folder / "known.json") if folder is not None else None
+    if stored is not None and stored.get("stamp") == stamp:
+        known = stored["known"]
+    else:
+        known = known_facts(model, facts, style=config.mcqa_style)
+        if folder is not None:
+            _write(folder / "known.json", {"stamp": stamp, "known": known})
+    result = RealResult(config, meta={"n_facts": len(facts), "chance": target,
+                                      "torch": torch.__version__, "threads": torch.get_num_threads()})
+    labels = ([CONTROL] if config.control else []) + list(config.methods)
+    bar = tqdm(total=len(config.seeds) * len(labels), desc="real preset", disable=not progress)
+    try:
+        for seed in config.seeds:
+            seed_dir = folder / f"seed{seed}" if folder is not None else None
+            splits = real_splits(facts, known, config, seed)
+            if seed_dir is not None:
+                _write(seed_dir / "splits.json", splits)
+            forget = _subset(facts, splits["forget"], "forget")
+            retain = _subset(facts, splits["retain"], "retain")
+            test_ids = splits["test"]
+            if config.test_sample is not None and config.test_sample < len(test_ids):
+                test_ids = random.Random(seed).sample(test_ids, config.test_sample)
+            test = _subset(facts, test_ids, "test")
+            unit = {"seed": seed, **{k: splits[k] for k in ("n_known", "n_never", "forget_share")},
+                    "n_forget": len(forget), "n_retain": len(retain), "n_test_scored": len(test)}
+            base_path = seed_dir / "original.json" if seed_dir is not None else None
+            original = _read(base_path) if base_path is not None else None
+            if original is None:
+                original = {"forget_mcqa": metric(model, forget), "retain_mcqa": metric(model, retain),
+                            "test_mcqa": metric(model, test)}
+                if base_path is not None:
+                    _write(base_path, original)
+            unit["original"] = original
+            result.units.append(unit)
+            for label in labels:
+                bar.set_postfix(seed=seed, method=label)
+                summary_path = seed_dir / f"unlearn-{label}.json" if seed_dir is not None else None
+                summary = _read(summary_path) if summary_path is not None else None
+                if label == CONTROL:
+                    control = _subset(facts, splits["control"], "control")
+                    summary = {"forget_mcqa": metric(model, control), "retain_mcqa": original["retain_mcqa"],
+                               "test_mcqa": original["test_mcqa"], "lr": None, "steps": 0, "reached": None}
+                    attacks = _attacks(model, control, config, seed, metric, benign, seed_dir, label,
+                                       progress)
+                elif summary is None or _missing_attacks(seed_dir, label, config):
+                    unlearned, summary = _unlearn_lowest_lr(model, forget, retain, config, label, seed,
+                                                            metric, target)
+                    summary.update(retain_mcqa=metric(unlearned, retain), test_mcqa=metric(unlearned, test))
+                    if summary_path is not None:
+                        _write(summary_path, summary)
+                    attacks = _attacks(unlearned, forget, config, seed, metric, benign, seed_dir,
+                                       label, progress)
+                    del unlearned
+                else:
+                    attacks = _attacks(model, forget, config, seed, metric, benign, seed_dir, label,
+                                       progress)  # all on disk: read back, nothing runs
+                result.rows.extend(_rows(seed, label, summary, attacks))
+                bar.update(1)
+                if folder is not None:
+                    result.meta["cpu_seconds"] = time.process_time() - start
+                    result.save(folder)
+    finally:
+        bar.close()
+    result.meta["cpu_seconds"] = time.process_time() - start
+    if folder is not None:
+        result.save(folder)
+    return result

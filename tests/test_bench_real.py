@@ -1,0 +1,100 @@
+"""The ``real`` preset: splits among known facts, settings, routing, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import neuronscope as ns
+from neuronscope.bench.real import REAL, RealConfig, real_splits, run_real, sample_groups
+
+
+def _facts(n_groups: int = 40, per_group: int = 3) -> ns.FactSet:
+    return ns.FactSet([ns.Fact(f"q{g}-{i} is", "a", subject=f"s{g}", relation="r", id=f"f{g}-{i}",
+                               group=f"g{g}",
+                               meta={"distractors": ["b", "c"]})
+                       for g in range(n_groups) for i in range(per_group)])
+
+
+def _known(facts: ns.FactSet, never_every: int = 4) -> dict:
+    # every 4th group never known, every 7th fact known by MCQA only (excluded from both sides)
+    known = {}
+    for index, fact in enumerate(facts):
+        group = int(fact.group[1:])
+        never = group % never_every == 0
+        known[fact.id] = {"mcqa": not never, "greedy": not never and index % 7 != 0}
+    return known
+
+
+def test_splits_are_disjoint_by_group_and_among_known_facts():
+    facts = _facts()
+    known = _known(facts)
+    splits = real_splits(facts, known, RealConfig(min_forget=6), seed=0)
+    by_id = {f.id: f for f in facts}
+    parts = {name: set(splits[name]) for name in ("forget", "retain", "test", "control")}
+    for a in parts:
+        for b in parts:
+            assert a == b or not parts[a] & parts[b]
+    groups = {name: {by_id[i].group for i in parts[name]} for name in ("forget", "retain", "test")}
+    assert not groups["forget"] & groups["retain"] and not groups["forget"] & groups["test"]
+    for name in ("forget", "retain", "test"):
+        assert all(known[i]["mcqa"] and known[i]["greedy"] for i in parts[name])
+    assert all(not known[i]["mcqa"] and not known[i]["greedy"] for i in parts["control"])
+    assert len(parts["control"]) == len(parts["forget"]) >= 6  # 5 % would be 4: raised to min_forget
+    assert splits["forget_share"] == pytest.approx(len(parts["forget"]) / splits["n_known"])
+    assert real_splits(facts, known, RealConfig(min_forget=6), seed=0) == splits
+    assert real_splits(facts, known, RealConfig(min_forget=6), seed=1)["forget"] != splits["forget"]
+
+
+def test_too_few_known_facts_is_an_error():
+    facts = _facts(n_groups=4)
+    with pytest.raises(ValueError, match="known facts: too few for a forget set of 24"):
+        real_splits(facts, _known(facts), REAL, seed=0)
+
+
+@pytest.mark.parametrize(("overrides", "match"), [
+    ({"forget": 0.0}, "forget must be a fraction"),
+    ({"forget": 0.5, "test": 0.7}, "exceed 1"),
+    ({"methods": ("gd", "bogus")}, "unknown method"),
+    ({"harmful_lrs": ()}, "harmful_lrs must be"),
+    ({"nonsense": 1}, "unknown real-preset setting"),
+])
+def test_bad_settings_fail_before_work(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        ns.bench.robustness("real", **overrides)  # routed to run_real; fails before loading a model
+
+
+@pytest.mark.slow
+def test_tiny_real_run_resumes_from_its_stages(smollm2, tmp_path):
+    sample = Path(__file__).parent / "data_real_sample.jsonl"
+    settings = dict(facts=str(sample), benign=None, methods=("gd",), min_forget=3, test_sample=3,
+                    unlearn_lrs=(1e-4,), unlearn_steps=2, unlearn_eval_every=1, harmful=(0.3,),
+                    harmful_lrs=(1e-5,), benign_lrs=(1e-6,), attack_steps=1, attack_eval_every=1,
+                    control=False, out=tmp_path, progress=False, model=smollm2)
+    benign = tmp_path / "benign.jsonl"
+    benign.write_text("".join(json.dumps({"instruction": f"Say the number {i}.", "response": f"{i}."}) + "\n"
+                              for i in range(8)))
+    settings["benign"] = str(benign)
+    result = run_real(**settings)
+    assert {r["attack"] for r in result.rows} == {"harmful p=0.3", "benign"}
+    row = result.rows[0]
+    assert row["method"] == "gd" and 0.0 <= row["attacked"] <= 1.0 and row["unlearn_lr"] == 1e-4
+    stages = sorted(p.name for p in (tmp_path / "seed0").iterdir())
+    assert stages == ["attack-gd-benign.json", "attack-gd-harmfulp0.3.json", "original.json",
+                      "splits.json", "unlearn-gd.json"]
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "seed0").iterdir()}
+    again = run_real(**settings)
+    assert again.rows == result.rows
+    changed = [p.name for p, t in mtimes.items() if p.stat().st_mtime_ns != t and p.name != "splits.json"]
+    assert changed == []  # nothing recomputed
+    assert (tmp_path / "real.md").read_text().startswith("| method |")
+
+
+def test_fact_sample_keeps_whole_groups():
+    facts = _facts(n_groups=10, per_group=3)
+    sample = sample_groups(facts, 7, seed=0)
+    assert 7 <= len(sample) <= 9 and len(sample) % 3 == 0
+    assert sample == sample_groups(facts, 7, seed=0)
+    assert sample_groups(facts, None) == facts
