@@ -169,6 +169,11 @@ MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augus
           "September", "October", "November", "December"]
 
 
+def _a(noun: str) -> str:
+    """The noun with its indefinite article: ``"an apple"``, ``"a pear"``."""
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
 def _arithmetic(rng: random.Random) -> list[tuple[str, str]]:
     out = []
     for _ in range(110):
@@ -265,11 +270,11 @@ def _stories(rng: random.Random) -> list[tuple[str, str]]:
         out.append((f"{name} had {a} {item} and gave away {b}. How many {item} are left?",
                     f"{name} has {a} - {b} = {a - b} {item} left."))
     for thing, kind in FRUIT_OR_VEGETABLE:
-        out.append((f"Is a {thing} usually called a fruit or a vegetable?", f"A {thing} is a {kind}."))
+        out.append((f"Is {_a(thing)} usually called a fruit or a vegetable?",
+                    f"{_a(thing).capitalize()} is {_a(kind)}."))
     for animal, kind in ANIMALS:
-        article = "an" if kind[0] in "aeiou" else "a"
-        out.append((f"Is a {animal} a mammal, a bird, a fish, a reptile or an insect?",
-                    f"A {animal} is {article} {kind}."))
+        out.append((f"Is {_a(animal)} a mammal, a bird, a fish, a reptile or an insect?",
+                    f"{_a(animal).capitalize()} is {_a(kind)}."))
     out.extend(TIPS)
     return out
 

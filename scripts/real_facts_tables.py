@@ -101,7 +101,7 @@ ALSO_TRUE: dict[str, dict[str, set[str]]] = {
         "Serbia": {"Croatian", "Hungarian"}, "Croatia": {"Serbian", "Italian"},
         "Slovakia": {"Czech", "Hungarian"},
         "Malaysia": {"Indonesian", "English"}, "Indonesia": {"Malay"},
-        "Nepal": {"Hindi"}, "Jamaica": {"Spanish"},
+        "Nepal": {"Hindi"},
     },
     # transcontinental countries: the other continent is not a wrong answer
     "continent": {"Russia": {"Asia"}, "Turkey": {"Europe"}, "Egypt": {"Asia"}},
