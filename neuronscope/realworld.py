@@ -54,7 +54,7 @@ def benign_instructions(path: str | os.PathLike | None = None, *, limit: int | N
         try:
             record = json.loads(line)
             facts.append(Fact(record["instruction"], record["response"], relation="benign:instruction",
-                              id=f"benign:{number}"))
+                              id=str(record.get("id") or f"benign:{number}")))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{path}:{number}: not an instruction/response record ({error})") from None
         if limit is not None and len(facts) >= limit:
