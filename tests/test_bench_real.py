@@ -98,3 +98,9 @@ def test_fact_sample_keeps_whole_groups():
     assert 7 <= len(sample) <= 9 and len(sample) % 3 == 0
     assert sample == sample_groups(facts, 7, seed=0)
     assert sample_groups(facts, None) == facts
+
+
+def test_out_folder_of_another_configuration_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model": "smollm2-135m-instruct"}))
+    with pytest.raises(ValueError, match="holds stages of another real-preset configuration"):
+        run_real(out=tmp_path, progress=False)

@@ -157,3 +157,11 @@ def test_smollm2_scores_match_reference(smollm2, sample_facts, style):
 @pytest.mark.slow
 def test_smollm2_knows_the_sample_facts(smollm2, sample_facts):
     assert mcqa_accuracy(smollm2, sample_facts) >= 0.9
+
+
+def test_shipped_facts_are_valid_three_option_questions():
+    facts = check_mcqa(real_facts())
+    assert len(facts) >= 600
+    for fact in facts:
+        options, correct = mcqa_options(fact)
+        assert options[correct] == fact.answer and len(set(options)) == 3

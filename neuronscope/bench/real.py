@@ -131,12 +131,18 @@ def _write(path: Path, record: Any) -> None:
     atomic_write_text(path, json.dumps(record, indent=1))
 
 
-def known_facts(model: Any, facts: FactSet, *, style: str = "completion") -> dict[str, dict[str, bool]]:
+def known_facts(model: Any, facts: FactSet, *, style: str = "completion", progress: bool = False,
+                chunk: int = 64) -> dict[str, dict[str, bool]]:
     """Per fact id: ``{"mcqa": right?, "greedy": right?}`` for ``model``."""
-    mc = mcqa_accuracy(model, facts, style=style, per_fact=True).tolist()
-    greedy = accuracy(model, facts, per_fact=True).tolist()
-    return {fid: {"mcqa": bool(m), "greedy": bool(g)}
-            for fid, m, g in zip(facts.ids, mc, greedy, strict=True)}
+    known: dict[str, dict[str, bool]] = {}
+    for start in tqdm(range(0, len(facts), chunk), desc="which facts the model knows", unit="chunk",
+                      disable=not progress, leave=False):
+        part = facts[start : start + chunk]
+        mc = mcqa_accuracy(model, part, style=style, per_fact=True).tolist()
+        greedy = accuracy(model, part, per_fact=True).tolist()
+        known.update({fid: {"mcqa": bool(m), "greedy": bool(g)}
+                      for fid, m, g in zip(part.ids, mc, greedy, strict=True)})
+    return known
 
 
 def real_splits(facts: FactSet, known: dict[str, dict[str, bool]], config: RealConfig,
@@ -381,6 +387,14 @@ def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | 
     if seeds is not None:
         config = config.with_overrides(seeds=tuple(int(s) for s in seeds))
     folder = Path(out) if out is not None else None
+    if folder is not None:  # stages of another configuration must not be mixed in
+        stored_config = _read(folder / "config.json")
+        mine = {k: v for k, v in config.to_dict().items() if k != "seeds"}
+        if stored_config is not None and stored_config != mine:
+            changed = sorted(k for k in mine if stored_config.get(k) != mine[k])
+            raise ValueError(f"{folder} holds stages of another real-preset configuration "
+                             f"(differs in {changed}); use another out folder")
+        _write(folder / "config.json", mine)
     facts = sample_groups(check_mcqa(real_facts(config.facts)), config.fact_sample)
     benign = benign_instructions(config.benign)
     metric = mcqa_metric(style=config.mcqa_style)
@@ -392,7 +406,7 @@ def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | 
     if stored is not None and stored.get("stamp") == stamp:
         known = stored["known"]
     else:
-        known = known_facts(model, facts, style=config.mcqa_style)
+        known = known_facts(model, facts, style=config.mcqa_style, progress=progress)
         if folder is not None:
             _write(folder / "known.json", {"stamp": stamp, "known": known})
     result = RealResult(config, meta={"n_facts": len(facts), "chance": target,

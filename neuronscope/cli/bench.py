@@ -18,9 +18,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     inner = parser.add_subparsers(dest="bench", metavar="BENCHMARK")
     robust = inner.add_parser("robustness", help="unlearn with each method, then attack (harmful "
                               "p=0.1, p=0.3, benign) against the oracle control")
-    robust.add_argument("--preset", default="fast", choices=("smoke", "fast", "full"),
+    robust.add_argument("--preset", default="fast", choices=("smoke", "fast", "full", "real"),
                         help="smoke: seconds; fast: a few minutes (tiny organism); full: the "
-                             "documented run (small organism)")
+                             "documented run (small organism); real: the paper's protocol on "
+                             "SmolLM2-135M-Instruct and real-world facts (docs/real-model.md)")
     robust.add_argument("--out", default="bench-robustness", type=Path,
                         help="folder for robustness.json, robustness.md and robustness.html")
     robust.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
@@ -39,6 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_robustness(args: argparse.Namespace) -> int:
     from neuronscope.bench import parse_methods, robustness
 
+    if args.preset == "real":
+        return _run_real(args)
     overrides = {}
     if args.methods:
         overrides["methods"] = parse_methods(args.methods)
@@ -55,4 +58,20 @@ def run_robustness(args: argparse.Namespace) -> int:
                         **overrides)
     print(result.markdown())
     print(f"wrote {args.out / 'robustness.json'}, robustness.md, robustness.html")
+    return 0
+
+
+def _run_real(args: argparse.Namespace) -> int:
+    from neuronscope.bench import robustness
+
+    given = [name for name in ("sweep", "forget_by", "target") if getattr(args, name) is not None]
+    if given:
+        flags = ", ".join("--" + g.replace("_", "-") for g in given)
+        raise SystemExit(f"--preset real does not take {flags}")
+    overrides = {}
+    if args.methods:
+        overrides["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    result = robustness("real", seeds=args.seeds, out=str(args.out), progress=not args.quiet, **overrides)
+    print(result.table())
+    print(f"wrote {args.out / 'real.json'} and real.md")
     return 0
