@@ -243,7 +243,11 @@ def _unlearn_once(model: Any, forget: FactSet, retain: FactSet, config: RealConf
                          callbacks=[stops], progress=False, **kwargs)
     seconds = time.process_time() - start
     forget_score = float(metric(result.model, forget))
+    last = result.history.steps[-1] if result.history.steps else {}
+    terms = {k: v for k, v in last.items() if k.startswith("loss_")}  # e.g. the SSIUU term
+    penalty = {k: result.settings[k] for k in ("ssiuu", "penalties", "recipe") if k in result.settings}
     return result.model, {"lr": lr, "steps": result.history.n_steps, "forget_mcqa": forget_score,
+                          "last_loss_terms": terms, "penalty": penalty,
                           "reached": forget_score <= target + 1e-6, "cpu_seconds": seconds,
                           "stop_rule": "metric" if stops is None else "callback",
                           "curve": stops.history if stops is not None else None}
@@ -411,7 +415,7 @@ def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | 
             _write(folder / "known.json", {"stamp": stamp, "known": known})
     result = RealResult(config, meta={"n_facts": len(facts), "chance": target,
                                       "torch": torch.__version__, "threads": torch.get_num_threads()})
-    labels = ([CONTROL] if config.control else []) + list(config.methods)
+    labels = list(config.methods) + ([CONTROL] if config.control else [])
     bar = tqdm(total=len(config.seeds) * len(labels), desc="real preset", disable=not progress)
     try:
         for seed in config.seeds:
