@@ -104,3 +104,11 @@ def test_out_folder_of_another_configuration_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model": "smollm2-135m-instruct"}))
     with pytest.raises(ValueError, match="holds stages of another real-preset configuration"):
         run_real(out=tmp_path, progress=False)
+
+
+def test_control_needs_enough_never_known_facts():
+    facts = _facts()
+    known = {f.id: {"mcqa": True, "greedy": True} for f in facts}
+    with pytest.raises(ValueError, match="only 0 never-known facts; the control needs 6"):
+        real_splits(facts, known, RealConfig(min_forget=6), seed=0)
+    assert real_splits(facts, known, RealConfig(min_forget=6, control=False), seed=0)["control"] == []

@@ -168,10 +168,12 @@ def real_splits(facts: FactSet, known: dict[str, dict[str, bool]], config: RealC
             if len(parts[name]) < targets[name]:
                 parts[name].extend(groups[key])
                 break
-    if len(never) < len(parts["forget"]):
-        raise ValueError(f"only {len(never)} never-known facts; the control needs "
-                         f"{len(parts['forget'])}")
-    control = random.Random(seed + 1).sample([f.id for f in never], len(parts["forget"]))
+    control: list[str] = []
+    if config.control:
+        if len(never) < len(parts["forget"]):
+            raise ValueError(f"only {len(never)} never-known facts; the control needs "
+                             f"{len(parts['forget'])} (or pass control=False)")
+        control = random.Random(seed + 1).sample([f.id for f in never], len(parts["forget"]))
     return {**parts, "control": control, "n_known": len(knows), "n_never": len(never),
             "forget_share": len(parts["forget"]) / len(knows)}
 
