@@ -350,17 +350,20 @@ class RealResult:
                 return f"{mean:.1f}"
             return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}"
 
-        header = ["method", "lr", "FS", "RS", "US", *ATTACK_LABELS, "seeds"]
+        attacks = [a for a in ATTACK_LABELS if any(r["attack"] == a for r in self.rows)]
+        attacks += sorted({r["attack"] for r in self.rows} - set(attacks))
+        header = ["method", "lr", "FS", "RS", "US", *attacks, "seeds"]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         methods = list(dict.fromkeys(r["method"] for r in self.rows))
         for method in methods:
             lrs = sorted({r["unlearn_lr"] for r in self.rows if r["method"] == method
                           and r.get("unlearn_lr") is not None})
+            first = attacks[0] if attacks else None
             cells = [method, ", ".join(f"{v:g}" for v in lrs) or "-",
-                     cell(self._values(method, ATTACK_LABELS[-1], "forget_mcqa")),
-                     cell(self._values(method, ATTACK_LABELS[-1], "retain_mcqa")),
-                     cell(self._values(method, ATTACK_LABELS[-1], "test_mcqa"))]
-            cells += [cell(self._values(method, attack, "attacked")) for attack in ATTACK_LABELS]
+                     cell(self._values(method, first, "forget_mcqa")),
+                     cell(self._values(method, first, "retain_mcqa")),
+                     cell(self._values(method, first, "test_mcqa"))]
+            cells += [cell(self._values(method, attack, "attacked")) for attack in attacks]
             cells.append(str(len({r["seed"] for r in self.rows if r["method"] == method})))
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
