@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import neuronscope as ns
-from neuronscope.bench.real import REAL, RealConfig, real_splits, run_real, sample_groups
+from neuronscope.bench.real import REAL, RealConfig, RealResult, real_splits, run_real, sample_groups
 
 
 def _facts(n_groups: int = 40, per_group: int = 3) -> ns.FactSet:
@@ -112,3 +112,20 @@ def test_control_needs_enough_never_known_facts():
     with pytest.raises(ValueError, match="only 0 never-known facts; the control needs 6"):
         real_splits(facts, known, RealConfig(min_forget=6), seed=0)
     assert real_splits(facts, known, RealConfig(min_forget=6, control=False), seed=0)["control"] == []
+
+
+def test_result_tables_and_round_trip(tmp_path):
+    rows = [{"seed": s, "method": "gd", "attack": a, "unlearn_lr": 1e-4, "forget_mcqa": 0.25,
+             "retain_mcqa": 0.9, "test_mcqa": 0.8, "attacked": v}
+            for s, v in ((0, 0.5), (1, 0.7)) for a in ("harmful p=0.1", "benign")]
+    result = RealResult(REAL, rows, [{"seed": 0, "original": {"forget_mcqa": 1.0, "retain_mcqa": 1.0,
+                                                               "test_mcqa": 1.0}}], {})
+    table = result.table()
+    assert "| gd | 0.0001 | 25.0 ± 0.0 | 90.0 ± 0.0 | 80.0 ± 0.0 | 60.0 ± 14.1 | 60.0 ± 14.1 | 2 |" in table
+    assert "harmful p=0.3" not in table  # only the attacks that ran
+    paper = result.beside_paper()
+    assert "| gd | 25.0 ± 0.0 / 0.0 | 90.0 ± 0.0 / 81.0 | 80.0 ± 0.0 / 55.8 | 60.0 ± 14.1 / 48.1 |" in paper
+    assert "| original model | 100.0 / 91.9 |" in paper
+    loaded = RealResult.load(result.save(tmp_path))
+    assert loaded.rows == rows and loaded.config == REAL
+    assert (tmp_path / "real.md").read_text().strip() == table

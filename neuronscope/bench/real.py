@@ -52,10 +52,28 @@ from neuronscope.realworld import benign_instructions, real_facts
 from neuronscope.scoring import accuracy
 from neuronscope.unlearning import SSIUU, unlearn
 
-__all__ = ["REAL", "RealConfig", "RealResult", "known_facts", "real_splits", "run_real", "sample_groups"]
+__all__ = ["LLAMA_TABLE1", "REAL", "RealConfig", "RealResult", "known_facts", "real_splits", "run_real",
+           "sample_groups"]
 
 CONTROL = "control"
 ATTACK_LABELS = ("harmful p=0.1", "harmful p=0.3", "benign")
+
+# The paper's Table 1, Llama-3.2-3B rows (FaithUn, MCQA accuracy in percent; ``/work/shared`` PAPER.md).
+LLAMA_TABLE1: dict[str, dict[str, float]] = {
+    "default": {"FS": 91.92, "RS": 89.22, "US": 57.40},
+    "ga": {"FS": 0.0, "RS": 58.41, "US": 54.01, "harmful p=0.1": 68.42, "harmful p=0.3": 73.33,
+           "benign": 16.71},
+    "gd": {"FS": 0.0, "RS": 81.03, "US": 55.77, "harmful p=0.1": 48.13, "harmful p=0.3": 54.76,
+           "benign": 33.33},
+    "dpo": {"FS": 0.0, "RS": 81.47, "US": 56.90, "harmful p=0.1": 31.58, "harmful p=0.3": 46.67,
+            "benign": 15.34},
+    "npo": {"FS": 0.0, "RS": 77.59, "US": 59.52, "harmful p=0.1": 18.33, "harmful p=0.3": 18.75,
+            "benign": 18.62},
+    "rmu": {"FS": 0.0, "RS": 77.80, "US": 56.31, "harmful p=0.1": 52.63, "harmful p=0.3": 75.53,
+            "benign": 14.29},
+    "gd+ssiuu": {"FS": 0.0, "RS": 84.70, "US": 56.28, "harmful p=0.1": 14.81, "harmful p=0.3": 14.29,
+                 "benign": 13.33},
+}
 
 
 @dataclass(frozen=True)
@@ -323,6 +341,51 @@ class RealResult:
     def to_dict(self) -> dict:
         return {"format": "neuronscope.RealResult/1", "config": self.config.to_dict(),
                 "rows": self.rows, "units": self.units, "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> RealResult:
+        if record.get("format") != "neuronscope.RealResult/1":
+            raise ValueError(f"not a saved RealResult (format {record.get('format')!r})")
+        config = RealConfig(**{k: tuple(v) if isinstance(v, list) else v
+                               for k, v in record["config"].items()})
+        return cls(config, list(record["rows"]), list(record["units"]), dict(record["meta"]))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> RealResult:
+        """Read ``real.json`` from a folder written by :meth:`save`."""
+        path = Path(folder) / "real.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{str(path)!r} does not exist")
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+    def beside_paper(self) -> str:
+        """Markdown: ours (percent) next to the paper's Llama-3.2-3B row, per method."""
+        def cell(values: list[float]) -> str:
+            if not values:
+                return "n/a"
+            mean = 100 * statistics.fmean(values)
+            return f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}"
+
+        columns = [("FS", "forget_mcqa"), ("RS", "retain_mcqa"), ("US", "test_mcqa")]
+        columns += [(a, "attacked") for a in ATTACK_LABELS]
+        header = ["method"] + [f"{name}: ours / paper" for name, _ in columns]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        originals = [u["original"] for u in self.units if "original" in u]
+        paper = LLAMA_TABLE1["default"]
+        row = ["original model"] + [
+            f"{cell([o[key] for o in originals])} / {paper[name]:.1f}" if name in paper else ""
+            for name, key in columns]
+        lines.append("| " + " | ".join(row) + " |")
+        for method in dict.fromkeys(r["method"] for r in self.rows):
+            paper = LLAMA_TABLE1.get(method, {})
+            cells = [method]
+            for name, key in columns:
+                attack = name if name in ATTACK_LABELS else next(
+                    (r["attack"] for r in self.rows if r["method"] == method), None)
+                ours = cell(self._values(method, attack, key))
+                cells.append(f"{ours} / {paper[name]:.1f}" if name in paper else f"{ours} / -")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
