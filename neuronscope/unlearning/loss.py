@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from neuronscope.tokenization import FactBatch
@@ -25,11 +26,12 @@ from neuronscope.training import IndexedBatch
 from neuronscope.unlearning.forward import answer_logprobs, forward, stack_batches
 from neuronscope.unlearning.methods.base import Pass, Step
 
-__all__ = ["UnlearningLoss"]
+__all__ = ["UnlearningLoss", "make_step", "run_parts"]
 
 
-def _run(model: Any, parts: Sequence[tuple[str, FactBatch]], hooks: Sequence[str]
+def run_parts(model: Any, parts: Sequence[tuple[str, FactBatch]], hooks: Sequence[str]
          ) -> tuple[Pass, dict[str, slice]]:
+    """One forward pass over the named row batches stacked, with ``hooks`` captured."""
     stacked, slices = stack_batches([rows for _, rows in parts])
     out = forward(model, stacked, list(dict.fromkeys(hooks)))
     logp, n_tok, picked, mask = answer_logprobs(out.logits, stacked)
@@ -71,10 +73,10 @@ class UnlearningLoss:
         retain = batches.get("retain") if self.retain_weight > 0 and self.retain_loss else None
         if retain is not None and not self.separate_retain:
             parts.append(("retain", retain))
-        main, slices = _run(model, parts, self.hooks)
+        main, slices = run_parts(model, parts, self.hooks)
         passes = {name: main for name, _ in parts}
         if retain is not None and self.separate_retain:
-            passes["retain"], extra = _run(model, [("retain", retain)], self.method_hooks)
+            passes["retain"], extra = run_parts(model, [("retain", retain)], self.method_hooks)
             slices.update(extra)
         view = Step(model=model, step=step, settings=self.settings, state=self.state,
                     rows=dict(parts) | ({"retain": retain} if retain is not None else {}),
@@ -90,3 +92,20 @@ class UnlearningLoss:
             total = total + terms[name]
         terms["loss"] = total
         return terms
+
+
+def make_step(model: Any, forget: FactBatch, hooks: Sequence[str] = (), *, step: int = 0,
+              settings: Mapping[str, Any] | None = None, state: Any = None) -> Step:
+    """A :class:`Step` over the forget rows alone (one pass): for evaluating a penalty or a
+    forget loss outside training. ``forget`` gets ``index = arange(rows)`` when it has none.
+
+    Example:
+        >>> make_step.__name__
+        'make_step'
+    """
+    if not isinstance(forget, IndexedBatch) or forget.index is None:
+        forget = IndexedBatch(forget.tokens, forget.attention_mask, forget.prompt_mask,
+                              forget.answer_mask, index=torch.arange(len(forget)))
+    main, slices = run_parts(model, [("forget", forget)], hooks)
+    return Step(model=model, step=step, settings=dict(settings or {}), state=state,
+                rows={"forget": forget}, passes={"forget": main}, parts=slices)
