@@ -76,12 +76,12 @@ def test_parameter_level_gradient_equals_autograd_of_the_written_penalty(tiny64,
     def reference_a():  # A = phi * dP/dphi with a fresh, independent forward pass
         grads = torch.autograd.grad(_reference_target(model(batch.tokens), batch, config.target),
                                     params, allow_unused=True)
-        return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+        return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
 
     first = bound(make_step(model, batch))  # step 1: no penalty, A_1 stored
     assert float(first) == 0.0 and not first.requires_grad
     g1 = reference_a()
-    prev = torch.cat([(p.detach() * g).flatten() for p, g in zip(params, g1)])
+    prev = torch.cat([(p.detach() * g).flatten() for p, g in zip(params, g1, strict=True)])
     stored = torch.cat([a.flatten() for a in bound.prev])
     assert not stored.requires_grad
     torch.testing.assert_close(stored, prev, rtol=1e-9, atol=1e-12)
@@ -92,19 +92,19 @@ def test_parameter_level_gradient_equals_autograd_of_the_written_penalty(tiny64,
     g2 = [g.detach() for g in reference_a()]
 
     def now():
-        return torch.cat([(p * g).flatten() for p, g in zip(params, g2)])  # g detached
+        return torch.cat([(p * g).flatten() for p, g in zip(params, g2, strict=True)])  # g detached
 
     written = _written_penalty(now, prev, lam, config.norm, config.negative_set)
     expected = torch.autograd.grad(written, params, allow_unused=True)
     assert float(written.detach()) > 0
     assert float(term.detach()) == pytest.approx(float(written.detach()), rel=1e-9)
-    for a, b, p in zip(ours, expected, params):
+    for a, b, p in zip(ours, expected, params, strict=True):
         a = torch.zeros_like(p) if a is None else a
         b = torch.zeros_like(p) if b is None else b
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("options", OPTIONS + [dict(positions="prompt")],
+@pytest.mark.parametrize("options", [*OPTIONS, dict(positions="prompt")],
                          ids=lambda o: ",".join(o) or "default")
 def test_neuron_level_gradient_equals_autograd_of_the_written_penalty(tiny64, options):
     model, batch, lam = tiny64, _batch(), 0.3
@@ -130,7 +130,7 @@ def test_neuron_level_gradient_equals_autograd_of_the_written_penalty(tiny64, op
 
     assert float(bound(make_step(model, batch, hooks))) == 0.0
     acts, grads = reference()
-    prev = torch.stack([(h.detach() * g).sum((0, 1)) for h, g in zip(acts, grads)])
+    prev = torch.stack([(h.detach() * g).sum((0, 1)) for h, g in zip(acts, grads, strict=True)])
     torch.testing.assert_close(bound.prev, prev, rtol=1e-9, atol=1e-12)
 
     _perturb(model)
@@ -139,13 +139,13 @@ def test_neuron_level_gradient_equals_autograd_of_the_written_penalty(tiny64, op
     acts, grads = reference()
 
     def now():
-        return torch.stack([(h * g).sum((0, 1)) for h, g in zip(acts, grads)])
+        return torch.stack([(h * g).sum((0, 1)) for h, g in zip(acts, grads, strict=True)])
 
     written = _written_penalty(now, prev, lam, config.norm, config.negative_set)
     expected = torch.autograd.grad(written, params, allow_unused=True)
     assert float(written.detach()) > 0
     assert float(term.detach()) == pytest.approx(float(written.detach()), rel=1e-9)
-    for a, b, p in zip(ours, expected, params):
+    for a, b, p in zip(ours, expected, params, strict=True):
         a = torch.zeros_like(p) if a is None else a
         b = torch.zeros_like(p) if b is None else b
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
@@ -163,8 +163,8 @@ class _FakeStep:
 
 def _hand(phi, u):
     """A = phi * dP/dphi by hand (plain floats)."""
-    p = math.exp(sum(a * b for a, b in zip(phi, u)))
-    return [a * p * b for a, b in zip(phi, u)], [p * b for b in u]
+    p = math.exp(sum(a * b for a, b in zip(phi, u, strict=True)))
+    return [a * p * b for a, b in zip(phi, u, strict=True)], [p * b for b in u]
 
 
 @pytest.mark.parametrize("negative_set", ["current", "previous"])
@@ -185,9 +185,9 @@ def test_two_parameter_example_by_hand(negative_set):
         else:
             chosen = a_now if negative_set == "current" else previous
             negative = [a < 0 for a in chosen]
-            value = lam * sum((a - b) ** 2 for a, b, n in zip(a_now, previous, negative) if n)
+            value = lam * sum((a - b) ** 2 for a, b, n in zip(a_now, previous, negative, strict=True) if n)
             grad = [2 * lam * (a - b) * g if n else 0.0
-                    for a, b, g, n in zip(a_now, previous, g_now, negative)]
+                    for a, b, g, n in zip(a_now, previous, g_now, negative, strict=True)]
             (ours,) = torch.autograd.grad(term, [phi], allow_unused=True)
             ours = [0.0, 0.0] if ours is None else ours.tolist()
             assert float(term.detach()) == pytest.approx(value, rel=1e-12, abs=1e-15)
