@@ -377,7 +377,7 @@ def test_ga_hides_more_than_gd_with_ssiuu(case, tiny_oracle):
 
     forget, retain = case["forget"], case["retain"]
     chance = ns.accuracy(tiny_oracle.model, forget)
-    runs = {name: unlearn(case["before"], forget, retain, method=base, ssiuu=ssiuu, max_steps=300,
+    runs = {name: unlearn(case["before"], forget, retain, method=base, penalty=ssiuu, max_steps=300,
                           target_forget_accuracy=chance, eval_every=1, progress=False)
             for name, base, ssiuu in (("ga", "ga", None), ("ssiuu", "gd", SSIUU(0.1)))}
     for result in runs.values():
