@@ -2,10 +2,14 @@
 
 Example:
     >>> import os
+    >>> saved = os.environ.get("NEURONSCOPE_CACHE")
     >>> os.environ["NEURONSCOPE_CACHE"] = "/tmp/ns-cache-example"
     >>> str(cache_dir())
     '/tmp/ns-cache-example'
-    >>> del os.environ["NEURONSCOPE_CACHE"]
+    >>> if saved is None:
+    ...     del os.environ["NEURONSCOPE_CACHE"]
+    ... else:
+    ...     os.environ["NEURONSCOPE_CACHE"] = saved
 """
 
 from __future__ import annotations
