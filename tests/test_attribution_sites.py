@@ -44,7 +44,8 @@ def reference_per_token(model, facts, site, layer, target="prob"):
         mask = position_mask(row, "prompt")[0]
         seen = {}
         with torch.no_grad():
-            _target(model, row, [(name, lambda a, hook: seen.setdefault("h", a.detach().clone()))], target)
+            _target(model, row, [(name, lambda a, hook, seen=seen: seen.setdefault("h", a.detach().clone()))],
+                    target)
         h = seen["h"].reshape(1, row.tokens.shape[1], -1)
         rows = torch.zeros(row.tokens.shape[1], h.shape[-1], dtype=torch.float64)
         for k in range(row.tokens.shape[1]):
@@ -75,7 +76,8 @@ def reference_ig(model, facts, site, layer, steps, target="prob"):
         mask = position_mask(row, "prompt")[0]
         seen = {}
         with torch.no_grad():
-            _target(model, row, [(name, lambda a, hook: seen.setdefault("h", a.detach().clone()))], target)
+            _target(model, row, [(name, lambda a, hook, seen=seen: seen.setdefault("h", a.detach().clone()))],
+                    target)
         h = seen["h"]
         total = torch.zeros_like(h, dtype=torch.float64)
         for step in range(1, steps + 1):
@@ -127,7 +129,8 @@ def test_attention_site_ig_equals_plain_hooks(models, shape):
                      layers=[1], progress=False)
     for site in ("q", "o"):
         expected = reference_ig(model, facts, site, 1, steps=4)
-        torch.testing.assert_close(attr.select(site=site).scores[:, 0].double(), expected, atol=1e-7, rtol=1e-4)
+        got = attr.select(site=site).scores[:, 0].double()
+        torch.testing.assert_close(got, expected, atol=1e-7, rtol=1e-4)
 
 
 def test_site_ig_is_complete(models):
