@@ -59,6 +59,7 @@ def run(seeds=(0,), cache: str = "/tmp/hide_study_cache", control_max: int = 60,
         control = [control[int(i)] for i in pick]
         everything = list(forget) + control
         before_paper = attribute(before, everything, **paper_opts)
+        before_paper_lp = attribute(before, everything, **{**paper_opts, "target": "logprob"})
         before_ig = attribute(before, everything, steps=8, target="logprob", progress=False)
         lens_before = logit_lens(before, forget, pool=world.facts, seed=seed)
         record.setdefault("logit_lens_before", {})[str(seed)] = lens_before.accuracy.tolist()
@@ -72,6 +73,9 @@ def run(seeds=(0,), cache: str = "/tmp/hide_study_cache", control_max: int = 60,
                 warnings.simplefilter("ignore")
                 paper = diagnose(before_paper, attribute(after, everything, **paper_opts), forget,
                                  control=control, definition="paper", progress=False)
+                paper_lp = diagnose(before_paper_lp, attribute(after, everything, **{**paper_opts,
+                                                                                     "target": "logprob"}),
+                                    forget, control=control, definition="paper", progress=False)
                 ours = diagnose(before_ig, attribute(after, everything, steps=8, target="logprob",
                                                      progress=False), forget, control=control,
                                 progress=False)
@@ -101,14 +105,23 @@ def run(seeds=(0,), cache: str = "/tmp/hide_study_cache", control_max: int = 60,
                 "attack_final_eval_acc": attack.attacked,
                 "stability_pearson": stability.pearson, "stability_spearman": stability.spearman,
             }
-            widths = paper.site_widths
-            for flag in paper.flagged:
-                start = 0
-                for site, width in widths:
-                    if start <= flag.neuron < start + width:
-                        row["paper_flags_by_site"][site] = row["paper_flags_by_site"].get(site, 0) + 1
-                        break
-                    start += width
+            top_lp = paper_lp.top_m(m)
+            maps_lp = paper_lp.module_layer_map(module_m)
+            row.update({"paper_logp_top_m_d_plus": top_lp["d_plus"],
+                        "paper_logp_top_m_d_minus": top_lp["d_minus"],
+                        "paper_logp_hide_index": paper_lp.hide_index,
+                        "paper_logp_flags": len(paper_lp.flagged),
+                        "paper_logp_flags_by_site": {},
+                        "module_map_logp_d_plus": maps_lp["d_plus"].tolist(),
+                        "module_map_logp_d_minus": maps_lp["d_minus"].tolist()})
+            for diag, key in ((paper, "paper_flags_by_site"), (paper_lp, "paper_logp_flags_by_site")):
+                for flag in diag.flagged:
+                    start = 0
+                    for site, width in diag.site_widths:
+                        if start <= flag.neuron < start + width:
+                            row[key][site] = row[key].get(site, 0) + 1
+                            break
+                        start += width
             row["seconds"] = time.perf_counter() - t0
             record["runs"].append(row)
             atomic_write_text(out, json.dumps(record, indent=1))

@@ -352,41 +352,6 @@ def test_llama_checkpoint_folder_end_to_end(hf_folders, tmp_path):
         diagnose(before, after, [ns.Fact("caf\u00e9 is", "ok")], control=control, progress=False)
 
 
-# --- GA against GD + SSIUU ------------------------------------------------------------------
-_GA_SSIUU_REASON = (
-    "measured on the tiny organism (IG, 8 steps), every method unlearned to the oracle's own forget "
-    "accuracy (0.10 here; benchmarks/hide_index_study.py, 3 forget splits): P(answer) still falls to a "
-    "median 1e-4 to 2e-3 (GA, GD); GD + SSIUU(0.1) needs 3-7x GD's steps, and GA has the LOWER hide "
-    "index under both targets and all three clipping orders on all three splits: seed 0 prob GA 0.003 "
-    "< GD 0.005 < GD+SSIUU 0.022, logprob GA 0.718 < GD 0.905 < GD+SSIUU 0.950. Stopping at chance "
-    "(GA at lr 1e-4) or at the oracle's median P gives the same ordering (logprob GA 0.77-0.90 < "
-    "GD+SSIUU 0.95-0.97), and so does the parameter-level SSIUU (logprob 0.76-0.90). Why "
-    "(benchmarks/attribution_change_split.py): the first-order penalty shrinks the activation term "
-    "of the growth of negative attribution 2.4x (lam 0.1) but the gradient term (downstream weights) "
-    "grows 3-3.5x, so the total grows. The paper's ordering is not reproduced here; see "
-    "docs/diagnostics.md.")
-
-
-@pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:the unlearned model's median P")  # P still falls far below 1e-3
-@pytest.mark.xfail(strict=True, reason=_GA_SSIUU_REASON)
-def test_ga_hides_more_than_gd_with_ssiuu(case, tiny_oracle):
-    """Issue 6: GA's hide index above GD + SSIUU's, both unlearned to the same forget accuracy
-    (the oracle's, i.e. chance: issue 5), under both attribution targets."""
-    from neuronscope.unlearning import SSIUU, unlearn
-
-    forget, retain = case["forget"], case["retain"]
-    chance = ns.accuracy(tiny_oracle.model, forget)
-    runs = {name: unlearn(case["before"], forget, retain, method=base, ssiuu=ssiuu, max_steps=300,
-                          target_forget_accuracy=chance, eval_every=1, progress=False)
-            for name, base, ssiuu in (("ga", "ga", None), ("ssiuu", "gd", SSIUU(0.1)))}
-    for result in runs.values():
-        assert result.history.stopped_reason == "target"
-        assert result.forget_accuracy <= chance + 1e-6
-    everything = list(forget) + list(retain)
-    for target in ("prob", "logprob"):
-        before_attr = (case["before_attr"] if target == "prob"
-                       else attribute(case["before"], everything, steps=STEPS, target=target, progress=False))
-        hide = {name: diagnose(before_attr, result.model, forget, control=retain, progress=False).hide_index
-                for name, result in runs.items()}
-        assert hide["ga"] > hide["ssiuu"], (target, hide)
+# GA against GD + SSIUU (issue 6) is a research question, not a behaviour: it is measured by
+# benchmarks/hide_index_study.py (results in benchmarks/results/hide-index-tiny-*.json, cited in
+# docs/research-log.md), not asserted here.
