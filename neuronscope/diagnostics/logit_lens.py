@@ -136,8 +136,8 @@ def logit_lens(model: Any, facts: Iterable[Fact], *, distractors: Sequence[str] 
     Example:
         >>> import neuronscope as ns
         >>> world = ns.FactWorld.synthetic(n_people=8)
-        >>> org = ns.organism(world, size="tiny", cache=False, progress=False)  # doctest: +ELLIPSIS
-        >>> lens = logit_lens(org.model, world.facts[:6])
+        >>> org = ns.organism(world, size="tiny", cache=False, progress=False)
+        >>> lens = logit_lens(org.model, world.facts[:6], pool=world.facts)
         >>> len(lens.accuracy) == org.model.cfg.n_layers
         True
     """

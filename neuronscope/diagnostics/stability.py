@@ -9,7 +9,8 @@ Example:
     >>> from neuronscope.attribution import NeuronAttribution
     >>> a = NeuronAttribution(scores=torch.tensor([[[1.0, 2.0, 3.0]]]), layers=[0], fact_ids=["f"])
     >>> b = NeuronAttribution(scores=torch.tensor([[[2.0, 4.0, 7.0]]]), layers=[0], fact_ids=["f"])
-    >>> round(attribution_stability(a, b).pearson, 4), attribution_stability(a, b).spearman
+    >>> s = attribution_stability(a, b)
+    >>> round(s.pearson, 4), round(s.spearman, 4)
     (0.9934, 1.0)
 """
 

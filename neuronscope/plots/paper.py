@@ -38,7 +38,7 @@ def cumulative_variation(diagnoses: Any, *, title: str | None = None) -> go.Figu
         >>> class D:  # anything with cumulative()
         ...     def cumulative(self):
         ...         return {"d_plus": torch.tensor([2.0, 3.0]), "d_minus": torch.tensor([1.0, 1.5])}
-        >>> [t.y[-1] for t in cumulative_variation(D()).data]
+        >>> [float(t.y[-1]) for t in cumulative_variation(D()).data]
         [3.0, 1.5]
     """
     traces = []
