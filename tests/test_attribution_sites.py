@@ -170,6 +170,8 @@ def test_sites_in_the_index_select_save_and_pandas(models, tmp_path):
     frame = attr.to_pandas(reduce="mean")
     assert set(frame["site"]) == {"k", "up"} and int(frame[frame.site == "k"].neuron.max()) == 31
     assert "k (32)" in repr(attr)
+    hover = ns.plots.neuron_heatmap(attr, max_neurons=200).data[0].customdata[0][:, 0].tolist()
+    assert hover[:2] == ["k/0", "k/1"] and hover[32] == "up/0"
 
 
 def test_bad_sites_are_named_before_work(models):

@@ -94,8 +94,11 @@ def test_paper_diagnosis_on_sites_end_to_end(edited_llama, tmp_path):
     assert float((diag.d_plus.abs() + diag.d_minus.abs())[1, 32:48].sum()) > 0  # the edited k units
     loaded = ns.Diagnosis.load(diag.save(tmp_path / "d.pt"))
     assert loaded.sites == diag.sites and loaded.meta["definition"] == "paper"
-    with pytest.raises(ValueError, match="verify patches MLP neurons"):
-        diag.verify(before, after, forget, neurons=[(1, 0)])
+    result = diag.verify(before, after, forget, neurons=[(1, 32), (1, 33)], n_random=5)  # two k units
+    assert len(result.random_restored) == 5 and result.neurons == [(1, 32), (1, 33)]
+    assert result.after != result.restored  # patching the k units moved the answers
+    with pytest.raises(ValueError, match="site units 112"):
+        diag.verify(before, after, forget, neurons=[(1, 112)])
     figs = [ns.plots.cumulative_variation({"edited": diag}), ns.plots.module_layer_map(diag, m=8)]
     assert figs[0].data[0].y[-1] == pytest.approx(diag.d_plus_total, rel=1e-5)
     assert list(figs[1].data[0].y) == ["q", "k", "mlp_post"]
@@ -142,3 +145,23 @@ def test_attribution_stability(edited_llama):
     assert len(fig.data) == 3
     with pytest.raises(ValueError, match="different facts"):
         ns.attribution_stability(a, a.select([1, 0, 2, 3]))
+
+
+def test_patching_a_whole_site_restores_the_original(edited_llama):
+    """Only layer 1's k projection was edited: putting back all its units' original
+    activations gives the original model's scores exactly (the site patching path of verify)."""
+    from neuronscope.diagnostics.patching import patched_scores, site_activations
+    from neuronscope.scoring import batch_for
+
+    before, after = edited_llama
+    batch = batch_for(before, _char_facts("x", 6))
+    chunks = [batch[0:4], batch[4:6]]
+    name = "blocks.1.attn.k.hook_out"
+    acts = site_activations(before, chunks, [name])
+    patch = {name: (torch.arange(16), [chunk[name] for chunk in acts])}
+    expected, _ = patched_scores(before, chunks, {}, positions="all")
+    unpatched, _ = patched_scores(after, chunks, {}, positions="all")
+    restored, _ = patched_scores(after, chunks, patch, positions="all")
+    assert float((unpatched - expected).abs().max()) > 1e-3
+    torch.testing.assert_close(restored, expected, atol=1e-5, rtol=1e-5)
+    assert hook_count(after) == 0

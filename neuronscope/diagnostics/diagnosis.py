@@ -218,12 +218,10 @@ class Diagnosis:
 
         ``restore="original"``: set the neurons, at the attributed positions, to the original
         model's activations; ``"control_mean"``: to their mean over ``control`` facts in the
-        unlearned model. The result is also kept in ``self.verification``.
+        unlearned model. The result is also kept in ``self.verification``. On a diagnosis over
+        several sites, neurons are ``(layer, unit)`` pairs on its concatenated site axis and the
+        random sets are matched per site and layer.
         """
-        if self.sites is not None and [n for n, _ in self.sites] != ["mlp_post"]:
-            raise ValueError("verify patches MLP neurons (blocks.{l}.mlp.hook_post); this diagnosis "
-                             f"covers sites {[n for n, _ in self.sites]}: diagnose the MLP neurons alone "
-                             "to verify")
         chosen = [tuple(n) for n in neurons] if neurons is not None else [(f.layer, f.neuron)
                                                                          for f in self.flagged]
         if not chosen:
@@ -234,7 +232,7 @@ class Diagnosis:
         positions = self.meta.get("positions", "prompt")
         result = verify_neurons(before_model, after_model, facts, chosen, n_random=n_random, seed=seed,
                                 restore=restore, control=control, positions=positions,
-                                tokenizer=tokenizer)
+                                tokenizer=tokenizer, sites=self.sites)
         self.verification = result
         return result
 
