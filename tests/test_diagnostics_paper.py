@@ -165,3 +165,25 @@ def test_patching_a_whole_site_restores_the_original(edited_llama):
     assert float((unpatched - expected).abs().max()) > 1e-3
     torch.testing.assert_close(restored, expected, atol=1e-5, rtol=1e-5)
     assert hook_count(after) == 0
+
+
+@pytest.mark.filterwarnings("ignore:the original model gives")
+def test_no_flags_on_new_sites_when_nothing_is_specific(edited_llama):
+    """The null at other sites: a change that does not single out the target facts (noise on
+    every weight; target and control drawn from one set at random) is not flagged, with either
+    definition (family-wise rate alpha = 0.01). With target "x.." and control "y.." prompts
+    the noise does single them out (their first tokens differ), and flags appear."""
+    before, _ = edited_llama
+    noisy = ns.copy_model(before)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in noisy.original_model.parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * 0.05 * p.std())
+    facts = _char_facts("x", 24)  # one distribution, split at random: target and control exchangeable
+    order = torch.randperm(24, generator=torch.Generator().manual_seed(1)).tolist()
+    forget, control = [facts[i] for i in order[:8]], [facts[i] for i in order[8:]]
+    for definition in ("neuronscope", "paper"):
+        diag = diagnose(before, noisy, forget, control=control, definition=definition, method="grad_x_act",
+                        sites=["q", "k", "v", "o"], n_permutations=200, progress=False)
+        assert float((diag.d_plus.abs() + diag.d_minus.abs()).sum()) > 0  # something did change
+        assert diag.flagged == [], diag.summary()
