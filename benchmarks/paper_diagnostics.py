@@ -5,8 +5,9 @@ Question: with the paper's definitions (per-token activation x gradient of P, D+
 attack), do the paper's claims hold on the organism? (D- >> D+ for GA/GD, spurious neurons
 mostly in attention Q/K, GD's logit lens below chance, SSIUU's attributions stable under
 attack.) Each method unlearns until forget accuracy reaches the oracle's (the organism
-trained without the forget facts), as in ``hide_index_study.py``. SSIUU here is the
-neuron-level first-order penalty of this branch (``unlearn(..., ssiuu=SSIUU(0.1))``).
+trained without the forget facts), as in ``hide_index_study.py``. Two SSIUU variants:
+the paper's Algorithm 1 (``penalty=SSIUU(1e-3)``: parameter level, P, lambda 1e-3 as for
+FaithUn) and the neuron-level penalty at lambda 0.1 (``SSIUU(0.1, level="neuron")``).
 
 Run (one thread; the machine is shared; about 5 minutes):
     OMP_NUM_THREADS=1 python benchmarks/paper_diagnostics.py --seeds 0
@@ -31,7 +32,8 @@ from neuronscope.attribution.sites import SITES
 from neuronscope.diagnostics import attribution_stability, diagnose, logit_lens
 from neuronscope.unlearning import SSIUU, unlearn
 
-METHODS = {"ga": ("ga", None), "gd": ("gd", None), "gd+ssiuu0.1": ("gd", 0.1)}
+METHODS = {"ga": ("ga", None), "gd": ("gd", None), "gd+ssiuu": ("gd", SSIUU(1e-3)),
+           "gd+ssiuu0.1,neuron": ("gd", SSIUU(0.1, level="neuron"))}
 OUT = Path(__file__).parent / "results" / "paper-diagnostics-tiny.json"
 
 
@@ -63,9 +65,9 @@ def run(seeds=(0,), cache: str = "/tmp/hide_study_cache", control_max: int = 60,
         before_ig = attribute(before, everything, steps=8, target="logprob", progress=False)
         lens_before = logit_lens(before, forget, pool=world.facts, seed=seed)
         record.setdefault("logit_lens_before", {})[str(seed)] = lens_before.accuracy.tolist()
-        for name, (base, lam) in METHODS.items():
+        for name, (base, penalty) in METHODS.items():
             t0 = time.perf_counter()
-            res = unlearn(before, forget, retain, method=base, ssiuu=SSIUU(lam) if lam else None,
+            res = unlearn(before, forget, retain, method=base, penalty=penalty,
                           max_steps=300, target_forget_accuracy=target, eval_every=1, seed=seed,
                           progress=False)
             after = res.model
@@ -88,7 +90,7 @@ def run(seeds=(0,), cache: str = "/tmp/hide_study_cache", control_max: int = 60,
                                               attribute(attack.model, everything, **paper_opts))
             row = {
                 "seed": seed, "method": name,
-                "ssiuu": f"neuron-level first-order, lambda {lam}" if lam else None,
+                "ssiuu": penalty.to_dict() if penalty is not None else None,
                 "steps": res.steps, "stopped": res.history.stopped_reason, "target_forget_acc": target,
                 "forget_acc": float(ns.accuracy(after, forget)),
                 "retain_acc": float(ns.accuracy(after, retain)),
