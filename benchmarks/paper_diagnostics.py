@@ -5,9 +5,9 @@ Question: with the paper's definitions (per-token activation x gradient of P, D+
 attack), do the paper's claims hold on the organism? (D- >> D+ for GA/GD, spurious neurons
 mostly in attention Q/K, GD's logit lens below chance, SSIUU's attributions stable under
 attack.) Each method unlearns until forget accuracy reaches the oracle's (the organism
-trained without the forget facts), as in ``hide_index_study.py``. Two SSIUU variants:
-the paper's Algorithm 1 (``penalty=SSIUU(1e-3)``: parameter level, P, lambda 1e-3 as for
-FaithUn) and the neuron-level penalty at lambda 0.1 (``SSIUU(0.1, level="neuron")``).
+trained without the forget facts), as in ``hide_index_study.py``. SSIUU: the paper's
+Algorithm 1 (``penalty=SSIUU(lam)``: parameter level, P) at lambda 1e-3 (the paper's FaithUn
+value), 0.1 and 1, and the neuron-level penalty at lambda 0.1 (``SSIUU(0.1, level="neuron")``).
 
 Run (one thread; the machine is shared; about 5 minutes):
     OMP_NUM_THREADS=1 python benchmarks/paper_diagnostics.py --seeds 0
@@ -32,7 +32,8 @@ from neuronscope.attribution.sites import SITES
 from neuronscope.diagnostics import attribution_stability, diagnose, logit_lens
 from neuronscope.unlearning import SSIUU, unlearn
 
-METHODS = {"ga": ("ga", None), "gd": ("gd", None), "gd+ssiuu": ("gd", SSIUU(1e-3)),
+METHODS = {"ga": ("ga", None), "gd": ("gd", None), "gd+ssiuu1e-3": ("gd", SSIUU(1e-3)),
+           "gd+ssiuu0.1": ("gd", SSIUU(0.1)), "gd+ssiuu1": ("gd", SSIUU(1.0)),
            "gd+ssiuu0.1,neuron": ("gd", SSIUU(0.1, level="neuron"))}
 OUT = Path(__file__).parent / "results" / "paper-diagnostics-tiny.json"
 

@@ -40,7 +40,7 @@ from neuronscope.attribution.param import param_x_grad
 from neuronscope.attribution.quadrature import QUADRATURES, quadrature_rule
 from neuronscope.attribution.reference import reference_attribution
 from neuronscope.attribution.result import NeuronAttribution
-from neuronscope.attribution.site_engine import run_sites
+from neuronscope.attribution.site_engine import chunk_size, run_sites
 from neuronscope.attribution.sites import SITES, resolve_sites
 from neuronscope.attribution.spec import METHODS, POSITIONS, TARGETS, AttributionSpec
 from neuronscope.facts import Fact, FactSet
@@ -215,7 +215,7 @@ def _attribute_sites(model: Any, facts: Iterable[Fact], spec: AttributionSpec, *
     fact_set = _fact_set(facts)
     batch = batch_for(model, fact_set, tokenizer)
     start = time.perf_counter()
-    with _eval_mode(model), tqdm(total=-(-len(batch) // (batch_size or 16)), disable=not progress,
+    with _eval_mode(model), tqdm(total=-(-len(batch) // chunk_size(spec, batch_size)), disable=not progress,
                                  desc="attribution (sites)") as bar:
         raw = run_sites(model, batch, layer_list, resolved, spec, batch_size=batch_size,
                         progress=bar.update)

@@ -32,7 +32,7 @@ from neuronscope.hooks import model_device
 from neuronscope.scoring import answer_token_logprobs
 from neuronscope.tokenization import FactBatch
 
-__all__ = ["SiteRaw", "run_sites", "token_extremes"]
+__all__ = ["SiteRaw", "chunk_size", "run_sites", "token_extremes"]
 
 MAX_ROWS = 64  # rows (facts x quadrature steps) per integrated-gradients pass
 
@@ -158,6 +158,14 @@ def _ig_site(model: Any, rows: FactBatch, mask: Tensor, name: str, spec: Attribu
     return per_pos, baseline
 
 
+def chunk_size(spec: AttributionSpec, batch_size: int | None = None, max_rows: int = MAX_ROWS) -> int:
+    """Facts per chunk: ``batch_size``, else 16 for ``grad_x_act`` and ``max_rows // steps``
+    (at least 1) for integrated gradients."""
+    if batch_size:
+        return int(batch_size)
+    return 16 if spec.method == "grad_x_act" else max(1, max_rows // max(1, spec.steps))
+
+
 def run_sites(model: Any, batch: FactBatch, layers: Sequence[int], sites: Sequence[Site],
               spec: AttributionSpec, *, batch_size: int | None = None, max_rows: int = MAX_ROWS,
               progress: Callable[[int], None] | None = None) -> SiteRaw:
@@ -170,7 +178,7 @@ def run_sites(model: Any, batch: FactBatch, layers: Sequence[int], sites: Sequen
     device = model_device(model)
     n_facts = len(batch)
     total = sum(s.width for s in sites)
-    size = batch_size or (16 if spec.method == "grad_x_act" else max(1, max_rows // max(1, spec.steps)))
+    size = chunk_size(spec, batch_size, max_rows)
     shape = (n_facts, len(layers), total)
     scores, t_max, t_min = torch.zeros(shape), torch.zeros(shape), torch.zeros(shape)
     target_input = torch.zeros(n_facts)
