@@ -8,8 +8,10 @@ One seed, a handful of facts: a small look, not the 3-seed study (that needs iss
 real-model preset). Facts: "The capital of X is" for capitals the model answers exactly;
 8 are forgotten, the others retained (and used as the control facts).
 
-Run (one thread, about 15-30 minutes):
+Run (one thread, about 40 minutes on a shared machine):
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/paper_diagnostics_smollm2.py
+(``--lr 5e-5``: GD reached forget accuracy 0 in 2 steps with retain accuracy 0 as well;
+that run's GD row is kept in ``results/paper-diagnostics-smollm2-lr5e-5-gd.json``.)
 Writes ``benchmarks/results/paper-diagnostics-smollm2.json`` after each stage (atomically);
 cited in ``docs/diagnostics.md``.
 """
@@ -41,8 +43,8 @@ CAPITALS = {"France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "M
 SITES = ["q", "k", "v", "o", "gate", "up", "mlp_post", "down"]
 
 
-def run(path: str = "/work/smollm2/hf", n_forget: int = 8, seed: int = 0, lr: float = 5e-5,
-        max_steps: int = 80, m: int = 100, out: Path = OUT) -> dict:
+def run(path: str = "/work/smollm2/hf", n_forget: int = 8, seed: int = 0, lr: float = 1e-5,
+        max_steps: int = 40, m: int = 100, out: Path = OUT) -> dict:
     model = ns.load_model(path)
     facts = [ns.Fact(f"The capital of {c} is", a, subject=c, relation="capital", id=c)
              for c, a in CAPITALS.items()]
@@ -108,10 +110,11 @@ def run(path: str = "/work/smollm2/hf", n_forget: int = 8, seed: int = 0, lr: fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--path", default="/work/smollm2/hf")
-    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--lr", type=float, default=1e-5)
+    parser.add_argument("--max-steps", type=int, default=40)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    run(path=args.path, lr=args.lr, out=args.out)
+    run(path=args.path, lr=args.lr, max_steps=args.max_steps, out=args.out)
 
 
 if __name__ == "__main__":
