@@ -90,6 +90,7 @@ def test_paper_diagnosis_on_sites_end_to_end(edited_llama, tmp_path):
                     n_permutations=100, alpha=0.05, progress=False)
     assert diag.site_widths == [("q", 32), ("k", 16), ("mlp_post", 64)] and diag.d_plus.shape == (2, 112)
     maps = diag.module_layer_map(8)
+    assert diag.unit_label(32) == "k/0" and "definition paper, sites q, k, mlp_post" in diag.summary()
     assert maps["d_minus"].shape == (3, 2)
     assert float((diag.d_plus.abs() + diag.d_minus.abs())[1, 32:48].sum()) > 0  # the edited k units
     loaded = ns.Diagnosis.load(diag.save(tmp_path / "d.pt"))

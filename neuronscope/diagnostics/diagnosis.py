@@ -109,6 +109,17 @@ class Diagnosis:
         """``(site, width)`` pairs along the neuron axis (the MLP neurons when ``sites`` is None)."""
         return list(self.sites) if self.sites is not None else [("mlp_post", self.n_neurons)]
 
+    def unit_label(self, unit: int) -> str:
+        """``"17"`` for an MLP neuron, ``"k/5"`` for unit 5 of site k on a several-site axis."""
+        if self.sites is None:
+            return str(unit)
+        start = 0
+        for name, width in self.sites:
+            if start <= unit < start + width:
+                return f"{name}/{unit - start}"
+            start += width
+        raise ValueError(f"unit {unit} out of range for {self.n_neurons} units")
+
     def top_m(self, m: int = 100) -> dict[str, float]:
         """Sums of the ``m`` largest D+ and of the ``m`` largest D- (each clipped at 0),
         sorted separately: the paper's bar chart (m = 100)."""
@@ -268,7 +279,8 @@ class Diagnosis:
         lines = [
             f"Diagnosis of {len(self.fact_ids)} target facts vs {meta.get('null', 'a null')} "
             f"(attribution {meta.get('method', '?')}, {meta.get('steps', '?')} steps, "
-            f"target {meta.get('target', '?')})",
+            f"target {meta.get('target', '?')}, definition {meta.get('definition', 'neuronscope')}"
+            + (f", sites {', '.join(n for n, _ in self.sites)})" if self.sites is not None else ")"),
             f"  sum D+ {self.d_plus_total:.4g}   sum D- {self.d_minus_total:.4g}   "
             f"hide index {self.hide_index:.3f}  ({_verdict(self.hide_index)})",
             f"  {'layer':>5} {'sum D+':>10} {'sum D-':>10} {'hide':>6} {'flagged':>8}",
@@ -283,7 +295,7 @@ class Diagnosis:
         if flagged:
             lines.append(f"  {'layer':>5} {'neuron':>7} {'D-':>10} {'null D-':>10} {'t':>8} {'p_adj':>7}")
             for row in flagged[:k]:
-                lines.append(f"  {row.layer:>5} {row.neuron:>7} {row.d_minus:>10.4g} "
+                lines.append(f"  {row.layer:>5} {self.unit_label(row.neuron):>7} {row.d_minus:>10.4g} "
                              f"{row.null_d_minus:>10.4g} {row.statistic:>8.2f} {row.p_adjusted:>7.4f}")
             if len(flagged) > k:
                 lines.append(f"  ... and {len(flagged) - k} more")
