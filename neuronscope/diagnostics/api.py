@@ -348,6 +348,7 @@ def diagnose(
     notes = _collapse_notes(before_attr, after_attr, target_facts)
     for note in notes:
         warnings.warn(note, stacklevel=2)
+
     def fact_deltas(first: Any, second: Any, facts_for: list[Fact], name: str, offset: int = 0,
                     offset_second: int | None = None) -> tuple[Tensor, Tensor]:
         """Per-fact (d+, d-) of ``facts_for`` between two attributions, per ``definition``."""
