@@ -12,6 +12,7 @@ Example:
 
 from neuronscope.plots.diagnosis import d_per_layer, d_scatter
 from neuronscope.plots.heatmap import before_after, neuron_heatmap, select_neurons
+from neuronscope.plots.paper import attribution_stability, cumulative_variation, logit_lens, module_layer_map
 from neuronscope.plots.robustness import attack_grid, lambda_sweep, recovery_curves
 from neuronscope.plots.tables import table, top_table
 from neuronscope.plots.theme import apply_theme
@@ -19,10 +20,14 @@ from neuronscope.plots.theme import apply_theme
 __all__ = [
     "apply_theme",
     "attack_grid",
+    "attribution_stability",
     "before_after",
+    "cumulative_variation",
     "d_per_layer",
     "d_scatter",
     "lambda_sweep",
+    "logit_lens",
+    "module_layer_map",
     "neuron_heatmap",
     "recovery_curves",
     "select_neurons",
