@@ -177,7 +177,8 @@ def smollm2():
 @pytest.mark.slow
 def test_smollm2_adaptive_matches_reference(smollm2, one_thread):
     """On the real 30-layer model (GQA 9/3 heads, rotary): the adaptive engine meets 1 % on
-    the strongly curved layer 0 and on a late layer, and agrees with the reference loop."""
+    the strongly curved layer 0 and on a late layer, and agrees with the reference loop
+    (about a minute of CPU time on one thread)."""
     facts = FactSet([Fact("The capital of France is", " Paris"),
                      Fact("The capital of Germany is", " Berlin")])
     fast = attribute(smollm2, facts, layers=[0, 27], progress=False)
@@ -185,6 +186,8 @@ def test_smollm2_adaptive_matches_reference(smollm2, one_thread):
     assert float(_relative(fast).max()) <= 0.01
     with pytest.warns(UserWarning, match=r"layers \[0"):  # 8 fixed steps are far off on layer 0
         attribute(smollm2, facts[:1], layers=[0], steps=8, progress=False)
-    ref = attribute(smollm2, facts, layers=[0, 27], progress=False, engine="reference")
-    both = 2 * allowance(fast.target_input[:, None], fast.target_baseline, 0.01)
-    assert torch.all((fast.per_layer().double() - ref.per_layer().double()).abs() <= both + 1e-5)
+    # the slow reference (full forward passes, its own doubling Gauss-Legendre rule) on one fact
+    ref = attribute(smollm2, facts[:1], layers=[0, 27], progress=False, engine="reference")
+    assert float(_relative(ref).max()) <= 0.01
+    both = 2 * allowance(fast.target_input[:1, None], fast.target_baseline[:1], 0.01)
+    assert torch.all((fast.per_layer()[:1].double() - ref.per_layer().double()).abs() <= both + 1e-5)

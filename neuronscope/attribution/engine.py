@@ -35,7 +35,8 @@ from neuronscope.attribution.spec import AttributionSpec, position_mask, target_
 from neuronscope.hooks import d_mlp, mlp_hook_name, model_device, n_layers
 from neuronscope.tokenization import FactBatch
 
-__all__ = ["EngineOptions", "RawAttribution", "path_rule", "plan_chunks", "run_chunk", "run_engine"]
+__all__ = ["EngineOptions", "RawAttribution", "bare_schedule", "bare_schedule_passes", "path_rule",
+           "plan_chunks", "run_chunk", "run_engine"]
 
 
 @dataclass(frozen=True)
@@ -242,6 +243,9 @@ def _bytes_per_row(model: Any, width: int, n_blocks: int, n_pred: float, opts: E
     return size * (per_token_block * width * n_blocks) + 4 * 4 * vocab * logit_rows
 
 
+MAX_PADDING = 0.25  # a chunk's longest fact is at most this much longer than its shortest
+
+
 def default_budget(model: Any) -> int:
     """Activation memory per pass: a quarter of free GPU memory, else 2 GiB on the CPU."""
     device = model_device(model)
@@ -255,7 +259,8 @@ def plan_chunks(lengths: Sequence[int], steps: int, bytes_per_row: Callable[[int
                 budget: float, batch_size: int | None, sort: bool = True) -> list[list[int]]:
     """Split facts into chunks (lists of indices), shortest first, each fitting ``budget``
     with all ``steps`` rows per fact (or one fact per chunk when even that does not fit;
-    the steps are then split inside the chunk)."""
+    the steps are then split inside the chunk), and (when sorting) none padding a fact by
+    more than ``MAX_PADDING`` of its length."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i)) if sort else list(range(len(lengths)))
     chunks: list[list[int]] = []
     current: list[int] = []
@@ -264,7 +269,8 @@ def plan_chunks(lengths: Sequence[int], steps: int, bytes_per_row: Callable[[int
         width = max(lengths[i] for i in candidate)
         too_big = bytes_per_row(width) * steps * len(candidate) > budget
         full = batch_size is not None and len(candidate) > batch_size
-        if current and (too_big or full):
+        padded = sort and width > (1 + MAX_PADDING) * min(lengths[i] for i in candidate)
+        if current and (too_big or full or padded):
             chunks.append(current)
             current = [index]
         else:
@@ -556,3 +562,51 @@ def make_plan(model: Any, batch: FactBatch, layers: Sequence[int], spec: Attribu
     per_row = lambda width: _bytes_per_row(model, width, n_blocks, n_pred, opts)  # noqa: E731
     return plan_chunks(lengths, steps, per_row, budget, batch_size, sort=opts.trim_padding)
 
+
+
+def bare_schedule_passes(model: Any, batch: FactBatch, layers: Sequence[int],
+                         steps: Int[Tensor, "fact layer"], target: str = "prob") -> None:
+    """Only the passes a step schedule cannot avoid (a lower bound for benchmarks): for each
+    layer, one forward and backward over ``steps[f, i]`` rows of each fact ``f`` from the
+    layer's MLP output projection upward, logits only where an answer token is predicted,
+    facts grouped by exact length (no padding). No panel ends, no baseline, no checks.
+    Benchmarks time the closures of :func:`bare_schedule`, which leave out the caching pass."""
+    for run in bare_schedule(model, batch, layers, steps, target):
+        run()
+
+
+def bare_schedule(model: Any, batch: FactBatch, layers: Sequence[int], steps: Int[Tensor, "fact layer"],
+                  target: str = "prob") -> list[Callable[[], None]]:
+    """The work of :func:`bare_schedule_passes` as closures, one per (layer, length group),
+    with the caching passes already run (so that timing the closures times only the passes)."""
+    device = model_device(model)
+    lengths = batch.lengths
+    runs: list[Callable[[], None]] = []
+    groups = [torch.nonzero(lengths == n).flatten() for n in lengths.unique()]
+    for facts in groups:
+        sub = batch[facts].to(device)
+        width = sub.tokens.shape[1] - 1
+        capture = _Capture(model, sub.tokens[:, :width], min(layers), layers)
+        readout = _Readout.of(sub, width)
+        for li, layer in enumerate(layers):
+            counts = steps[facts, li].to(device)
+            if int(counts.sum()) == 0:
+                continue
+            rows = torch.arange(len(facts), device=device).repeat_interleave(counts)
+
+            def run(layer: int = layer, rows: Tensor = rows, capture: _Capture = capture,
+                    readout: _Readout = readout) -> None:
+                out = model.blocks[layer].mlp._modules["out"]
+                h = capture.acts[layer]
+                leaf = _expand(h, h.shape[0], rows).clone().requires_grad_(True)
+                with torch.no_grad():
+                    base = capture.outputs[layer] - out(h)
+                hidden = _expand(base, h.shape[0], rows) + out(leaf)
+                if layer + 1 < n_layers(model):
+                    hidden = capture.run_from(model, layer + 1, hidden, rows)
+                reps = readout.select(rows)
+                value = target_value(reps.logprob(_unembed(model, hidden, reps)), target)
+                torch.autograd.grad(value.sum(), leaf)
+
+            runs.append(run)
+    return runs
