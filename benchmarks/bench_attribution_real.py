@@ -10,6 +10,8 @@ For a few well-known facts, all 30 layers, target P(answer), single thread, CPU 
 4. ``captum``: captum's LayerIntegratedGradients-style IG per layer at those step counts.
 5. ``alternatives``: error of cheaper choices (activation x gradient, 8 and 20 fixed steps,
    a layer subset) against exact IG (the engine at tolerance 1e-3).
+6. ``organism`` (not run by default): the adaptive default against 20 fixed steps on the
+   small organism's first 100 facts.
 
 Stages are written to the JSON file as they finish; a rerun with the same file skips them.
 ``--stages`` picks some (two processes can share the work: the captum stage waits for the
@@ -107,6 +109,7 @@ def main() -> None:
     parser.add_argument("--stages", default="engine,bare,fixed,captum,alternatives")
     parser.add_argument("--cache", default="/tmp/neuronscope-bench-real",
                         help="attribution results kept between stages")
+    parser.add_argument("--organism-facts", type=int, default=100, help="facts of the organism stage")
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -230,6 +233,22 @@ def main() -> None:
                 row["layers_over_1pct"] = [attr.layers[i] for i in over]
             rows[name] = row
         stages.put("alternatives", {"rows": rows})
+    if "organism" in wanted and not stages.done("organism"):
+        world = ns.FactWorld.synthetic()
+        org = ns.organism(world, size="small", progress=False)
+        org_facts = world.facts[: args.organism_facts]
+        rows = {}
+        settings = {"adaptive, tolerance 1e-2 (default)": {},
+                    "fixed 20 Gauss-Legendre steps (old default)": {"steps": 20, "tolerance": None}}
+        for name, kw in settings.items():
+            seconds, attr = cpu(lambda kw=kw: attribute(org.model, org_facts, target="prob", progress=False,
+                                                        **kw))
+            rel = relative_delta(attr)
+            rows[name] = {"cpu_s": seconds, "pairs": rel.numel(), "pairs_over_1pct": int((rel > 0.01).sum()),
+                          "max_relative_delta": float(rel.max()),
+                          "steps_mean": float(attr.steps_used.double().mean()),
+                          "steps_max": int(attr.steps_used.max())}
+        stages.put("organism", {"facts": len(org_facts), "layers": org.model.cfg.n_layers, "rows": rows})
     if stages.path is not None:
         print(f"wrote {stages.path}")
 

@@ -113,11 +113,14 @@ def test_panel_path_integrates_a_sharp_step_to_tolerance():
 
     def run(rule: PathRule) -> PanelPath:
         path = PanelPath(None, f(torch.tensor([1.0, 1.0])) * torch.tensor([1.0, 2.0]), rule)
+        facts, alphas = path.endpoints()
+        assert alphas.tolist() == [0.0, 0.0]  # first f(0), nothing else
+        path.set_endpoints(f(alphas) * (1 + facts))
         while path.pending():
-            facts, alphas = path.endpoints()
-            path.set_endpoints(f(alphas) * (1 + facts))  # fact 1's path is twice as high
             facts, alphas, weights, _ = path.nodes()
             path.record(weights * df(alphas) * (1 + facts))
+            facts, alphas = path.endpoints()
+            path.set_endpoints(f(alphas) * (1 + facts))  # fact 1's path is twice as high
             path.refine()
         return path
 

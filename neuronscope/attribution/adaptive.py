@@ -5,7 +5,9 @@ Integrated gradients has an exact check of its own accuracy: the attributions of
 ``[a, b]`` of the path must add up to ``f(b) - f(a)``. The path is cut into panels, each
 integrated with ``points`` Gauss-Legendre nodes; ``f`` is evaluated (forward only) at the panel
 ends, so every panel knows its own error ``delta_p = sum(attributions in p) - (f(b) - f(a))``.
-While a fact's total ``|delta|`` exceeds its allowance, the panels whose error exceeds their
+Only ``f(0)`` is needed for every fact (the total's check); panel ends inside the path are
+evaluated only for facts that fail it. While a fact's total ``|delta|`` exceeds its allowance,
+the panels whose error exceeds their
 share of the allowance (proportional to width) are halved, each half with fresh nodes, until
 the tolerance holds or the fact has spent ``max_steps`` gradient evaluations.
 
@@ -22,10 +24,10 @@ Example:
     >>> path = PanelPath(f_start=torch.tensor([0.0]), f_end=f(torch.tensor([1.0])),
     ...                  rule=PathRule(tolerance=1e-6, max_steps=64, points=2, initial_panels=1))
     >>> while path.pending():
-    ...     facts, alphas = path.endpoints()
-    ...     path.set_endpoints(f(alphas))
     ...     facts, alphas, weights, panel = path.nodes()
     ...     path.record(weights * 3 * torch.cos(3 * alphas))          # f' at the nodes, weighted
+    ...     facts, alphas = path.endpoints()                          # ends the decision needs
+    ...     path.set_endpoints(f(alphas))
     ...     dropped = path.refine()
     >>> bool(path.delta().abs().max() < 1e-6), int(path.steps_used()[0]) > 2
     (True, True)
@@ -107,9 +109,10 @@ def _gauss_legendre(points: int) -> tuple[np.ndarray, np.ndarray]:
 class PanelPath:
     """Panels of the path ``alpha in [0, 1]`` for each fact, with their ends' values and sums.
 
-    One round: :meth:`endpoints` (alphas whose ``f`` is still unknown; forward only), then
-    :meth:`nodes` (alphas and weights whose gradient is needed), :meth:`record` (each node's
-    weighted contribution ``w * grad . (h - baseline)``), :meth:`refine` (halve panels).
+    Without ``f_start``, first :meth:`endpoints` / :meth:`set_endpoints` for ``f(0)``. Then
+    rounds: :meth:`nodes` (alphas and weights whose gradient is needed), :meth:`record` (each
+    node's weighted contribution ``w * grad . (h - baseline)``), :meth:`endpoints` (the panel
+    ends still unknown for facts that fail the tolerance; forward only), :meth:`refine`.
     """
 
     def __init__(self, f_start: Float[Tensor, " fact"] | None, f_end: Float[Tensor, " fact"],
@@ -160,9 +163,18 @@ class PanelPath:
 
     # --- one round --------------------------------------------------------------------
     def endpoints(self) -> tuple[Int[Tensor, " row"], Float[Tensor, " row"]]:
-        """``(fact, alpha)`` rows whose target is needed and not yet known (forward only)."""
-        need = sorted({(self.fact[p], x) for p in self._new for x in (self.a[p], self.b[p])}
-                      - set(self.values))
+        """``(fact, alpha)`` rows whose target is needed now and not known (forward only):
+        ``f(0)`` of every fact until it is known; after :meth:`record`, the ends of the live
+        panels of the facts that fail the tolerance (what :meth:`refine` decides on)."""
+        if self.f_start is None:
+            need = [(f, 0.0) for f in range(self.n_facts)]
+        elif self._new or not self.rule.adaptive:
+            need = []
+        else:
+            failing = set(self._failing())
+            need = sorted({(self.fact[p], x) for p in range(self.n_panels)
+                           if self.alive[p] and self.fact[p] in failing for x in (self.a[p], self.b[p])}
+                          - set(self.values))
         self._asked = need
         return (torch.tensor([f for f, _ in need], dtype=torch.long),
                 torch.tensor([x for _, x in need], dtype=torch.float64))
@@ -222,6 +234,10 @@ class PanelPath:
                 total[self.fact[p]] += self.sum[p]
         return total - (self.f_end - self.f_start)
 
+    def _failing(self) -> list[int]:
+        delta, allowed = self.delta(), self.allowed()
+        return [f for f in range(self.n_facts) if abs(float(delta[f])) > float(allowed[f])]
+
     def allowed(self) -> Float[Tensor, " fact"]:
         tol = self.rule.tolerance if self.rule.tolerance is not None else float("inf")
         return allowance(self.f_end, self.f_start, tol)
@@ -231,11 +247,9 @@ class PanelPath:
         step budget); returns the ids of the panels dropped (replaced by their halves)."""
         if not self.rule.adaptive:
             return []
-        delta, allowed = self.delta(), self.allowed()
+        allowed = self.allowed()
         dropped = []
-        for f in range(self.n_facts):
-            if not abs(float(delta[f])) > float(allowed[f]):
-                continue
+        for f in self._failing():
             share = float(allowed[f])
             candidates = []
             for p in range(self.n_panels):

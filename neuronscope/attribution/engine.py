@@ -313,8 +313,10 @@ def run_chunk(model: Any, batch: FactBatch, layers: Sequence[int], spec: Attribu
         small = batch[probe]
         small_width = int(small.lengths.max()) - 1 if opts.trim_padding else width
         small_tokens = small.tokens[:, :small_width]
-        mode = _choose_mode(model, _Capture(model, small_tokens, first, layers), first,
-                            _Readout.of(small, small_width), mask[probe, :small_width], small_tokens, opts)
+        small_capture = capture if n_facts <= 4 and small_width == width and cached else \
+            _Capture(model, small_tokens, first, layers)
+        mode = _choose_mode(model, small_capture, first, _Readout.of(small, small_width),
+                            mask[probe, :small_width], small_tokens, opts)
     n_neuron = d_mlp(model)
     scores = torch.zeros(n_facts, len(layers), n_neuron, device=device)
     baseline_values = torch.zeros(n_facts, len(layers), device=device)
@@ -371,36 +373,55 @@ class _LayerRun:
 
     def integrate(self, layer: int, target_input: Tensor, rule: PathRule) -> tuple[Tensor, PanelPath]:
         """The weighted gradient sum of every fact along the path (panels refined per ``rule``),
-        and the path's bookkeeping."""
+        and the path's bookkeeping. ``f(0)`` rides along in the first gradient pass (its rows
+        are left out of the backward's target), so a layer that needs no refinement costs one
+        pass."""
         device = self.mask.device
         h = self.capture.acts[layer]
         masked_h = h * self.mask[..., None]
         path = PanelPath(None, target_input, rule)
         kept: dict[int, Tensor] = {}
+        end_facts, end_alphas = path.endpoints()  # f(0): the baseline
         while path.pending():
-            facts, alphas = path.endpoints()
-            if facts.numel():
-                path.set_endpoints(self.values(layer, facts, alphas))
             facts, alphas, weights, panels = path.nodes()
+            n_grad = facts.numel()
+            all_facts, all_alphas = torch.cat([facts, end_facts]), torch.cat([alphas, end_alphas])
             first_panel = int(panels.min())
             new = torch.zeros(path.n_panels - first_panel, *h.shape[1:], dtype=h.dtype, device=device)
-            contributions = torch.zeros(facts.numel(), dtype=torch.float64)
-            for part in self._parts(facts.numel()):
-                rows = facts[part].to(device)
-                value, leaf = _forward(self.model, self.capture, layer, rows, alphas[part].to(device),
-                                       self.mask, self.readout, self.tokens, self.opts, self.target,
-                                       self.mode)
-                (grad,) = torch.autograd.grad(value.sum(), leaf)
-                weighted = grad * weights[part].to(device=device, dtype=grad.dtype)[:, None, None]
-                contributions[part] = (weighted * masked_h.index_select(0, rows)).sum((1, 2)).double().cpu()
-                new.index_add_(0, (panels[part] - first_panel).to(device), weighted)
+            contributions = torch.zeros(n_grad, dtype=torch.float64)
+            end_values = torch.zeros(end_facts.numel(), dtype=torch.float64)
+            for part in self._parts(all_facts.numel()):
+                rows = all_facts[part].to(device)
+                count = max(0, min(part.stop, n_grad) - part.start)  # gradient rows in this part
+                with torch.set_grad_enabled(count > 0):
+                    value, leaf = _forward(self.model, self.capture, layer, rows, all_alphas[part].to(device),
+                                           self.mask, self.readout, self.tokens, self.opts, self.target,
+                                           self.mode)
+                if part.stop > n_grad:
+                    end_values[max(part.start, n_grad) - n_grad : part.stop - n_grad] = \
+                        value[count:].detach().double().cpu()
+                if count:
+                    (grad,) = torch.autograd.grad(value[:count].sum(), leaf)
+                    grad_rows = slice(part.start, part.start + count)
+                    step_weights = weights[grad_rows].to(device=device, dtype=grad.dtype)
+                    weighted = grad[:count] * step_weights[:, None, None]
+                    contributions[grad_rows] = (weighted * masked_h.index_select(0, rows[:count])
+                                                ).sum((1, 2)).double().cpu()
+                    new.index_add_(0, (panels[grad_rows] - first_panel).to(device), weighted)
                 self.passes["grad_passes"] += 1
-            self.passes["grad_rows"] += facts.numel()
+            self.passes["grad_rows"] += n_grad
+            self.passes["value_rows"] += end_facts.numel()
+            if end_facts.numel():
+                path.set_endpoints(end_values)
             path.record(contributions)
             for offset in range(new.shape[0]):
                 kept[first_panel + offset] = new[offset]
+            facts, alphas = path.endpoints()  # panel ends of the facts that miss the tolerance
+            if facts.numel():
+                path.set_endpoints(self.values(layer, facts, alphas))
             for p in path.refine():
                 del kept[p]
+            end_facts, end_alphas = facts[:0], alphas[:0]
         grad_sum = torch.zeros_like(h)
         owner = path.panel_facts()
         for p, g in kept.items():
@@ -463,10 +484,29 @@ def _forward(model: Any, capture: _Capture, layer: int, rows: Tensor, alpha_rows
 def _choose_mode(model: Any, capture: _Capture, first: int, readout: _Readout, mask: Tensor, tokens: Tensor,
                  opts: EngineOptions) -> str:
     """The fastest mode that reproduces the model's own forward pass on this chunk: the
-    cached blocks must give the model's logits, and the shortcut / block paths must give the
-    full path's target with the layer scaled (checked with rows scaled by 1 and by 0.5)."""
+    shortcut / block paths must give the full path's target with the layer scaled (checked
+    with rows scaled by 1 and by 0.5); before falling back from the shortcut, the cached
+    blocks must give the model's logits."""
     if not opts.cache_residual:
         return "full"
+    rows = _row_index(readout.n_rows, 2, mask.device)
+    alpha_rows = torch.tensor([1.0, 0.5], device=mask.device).repeat(mask.shape[0])
+
+    def value(mode: str) -> Tensor | None:
+        try:
+            with torch.no_grad():
+                return _forward(model, capture, first, rows, alpha_rows, mask, readout, tokens,
+                                EngineOptions(), "logprob", mode)[0]
+        except Exception:  # an unavailable path is simply not chosen
+            return None
+
+    def same(candidate: Tensor | None, full: Tensor | None) -> bool:
+        return full is not None and candidate is not None and torch.allclose(candidate, full, rtol=1e-4,
+                                                                             atol=1e-4)
+
+    full = value("full")
+    if opts.mlp_shortcut and same(value("shortcut"), full):  # the usual case: one probe each
+        return "shortcut"
     twice = readout.repeat(2)
     expected = capture.logits[twice.rows // 2, twice.pos]
     try:
@@ -482,21 +522,7 @@ def _choose_mode(model: Any, capture: _Capture, first: int, readout: _Readout, m
         warnings.warn("attribution: running blocks directly does not reproduce the model's logits for "
                       "this architecture; using full forward passes (slower, same numbers)", stacklevel=4)
         return "full"
-    rows = _row_index(readout.n_rows, 2, mask.device)
-    alpha_rows = torch.tensor([1.0, 0.5], device=mask.device).repeat(mask.shape[0])
-    values = {}
-    candidates = ("full", "shortcut", "blocks") if opts.mlp_shortcut else ("full", "blocks")
-    for mode in candidates:
-        try:
-            with torch.no_grad():
-                values[mode] = _forward(model, capture, first, rows, alpha_rows, mask, readout, tokens,
-                                        EngineOptions(), "logprob", mode)[0]
-        except Exception:  # an unavailable path is simply not chosen
-            continue
-    for mode in candidates[1:]:
-        if mode in values and torch.allclose(values[mode], values["full"], rtol=1e-4, atol=1e-4):
-            return mode
-    return "full"
+    return "blocks" if same(value("blocks"), full) else "full"
 
 
 # --- the whole run ---------------------------------------------------------------------
