@@ -109,6 +109,8 @@ def main() -> None:
     parser.add_argument("--stages", default="engine,bare,fixed,captum,alternatives")
     parser.add_argument("--cache", default="/tmp/neuronscope-bench-real",
                         help="attribution results kept between stages")
+    parser.add_argument("--captum-rows", type=int, default=48,
+                        help="captum's internal_batch_size (rows per pass; all at once ran out of memory)")
     parser.add_argument("--organism-facts", type=int, default=100, help="facts of the organism stage")
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -194,7 +196,7 @@ def main() -> None:
         for layer in layers:
             steps = need[layer] or LADDER[-1]
             seconds, scores = cpu(lambda layer=layer, steps=steps: captum_per_layer(
-                model, facts, [layer], steps, "gausslegendre", None, args.target))
+                model, facts, [layer], steps, "gausslegendre", args.captum_rows, args.target))
             total += seconds
             change = (engine.target_input - engine.target_baseline[:, layer]).double()
             delta = scores[:, 0].double().sum(-1) - change
@@ -202,7 +204,8 @@ def main() -> None:
             worst = max(worst, float((delta.abs() / allowed).max()) * 0.01)
             per_layer.append(seconds)
             print(f"  captum layer {layer}: {steps} steps, {seconds:.1f} s", flush=True)
-        stages.put("captum", {"cpu_s": total, "cpu_s_per_layer": per_layer, "max_relative_delta": worst,
+        stages.put("captum", {"cpu_s": total, "internal_batch_size": args.captum_rows,
+                              "cpu_s_per_layer": per_layer, "max_relative_delta": worst,
                               "captum_over_engine": total / record["cpu_s"], "engine_cpu_s": record["cpu_s"]})
     if "alternatives" in wanted and not stages.done("alternatives"):
         exact_s, exact = cached("exact", lambda: attribute(model, facts, tolerance=1e-3, **attr_kw))
