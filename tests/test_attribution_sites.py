@@ -185,3 +185,21 @@ def test_bad_sites_are_named_before_work(models):
     with pytest.raises(ValueError, match="repeat"):
         attribute(gpt2, _facts(1), sites=["q", "q"], progress=False)
     assert hook_count(gpt2) == 0
+
+
+def test_site_ig_default_refines_until_the_tolerance_holds(models):
+    """steps=None on the general path doubles the rule until every (fact, layer, site) is within
+    1 % of f(x) - f(baseline); a fixed rule that misses it warns naming the layers."""
+    model = models["llama"]
+    attr = attribute(model, _facts(2), sites=["q", "v"], target="logprob", progress=False)
+    assert attr.steps >= 8 and attr.tolerance == 0.01
+    exact = attribute(model, _facts(2), steps=256, sites=["q", "v"], target="logprob", progress=False)
+    for name, _ in attr.site_widths:
+        part = attr.site_slice(name)
+        mine = attr.scores[..., part].double().sum(-1)
+        ref = exact.scores[..., part].double().sum(-1)
+        scale = (attr.target_input[:, None].double() - ref).abs() + ref.abs()
+        assert bool(((mine - ref).abs() <= 0.02 * scale.clamp_min(1e-6)).all())
+    with pytest.warns(UserWarning, match="layers"):
+        attribute(model, _facts(2), steps=1, sites="v", target="logprob", tolerance=1e-6,
+                  progress=False)

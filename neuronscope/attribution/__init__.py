@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
+from neuronscope.attribution.adaptive import allowance
 from neuronscope.attribution.distributed import (
     agree_min,
     gather_raw,
@@ -34,6 +37,7 @@ from neuronscope.attribution.engine import (
     RawAttribution,
     default_budget,
     make_plan,
+    path_rule,
     run_engine,
 )
 from neuronscope.attribution.param import param_x_grad
@@ -97,7 +101,7 @@ def attribute(
     facts: Iterable[Fact],
     *,
     method: str = "ig",
-    steps: int = 20,
+    steps: int | None = None,
     quadrature: str = "gauss-legendre",
     baseline: str = "zero",
     target: str = "prob",
@@ -111,6 +115,8 @@ def attribute(
     max_memory: int | None = None,
     sites: str | Sequence[str] | None = None,
     token_extremes: bool = False,
+    tolerance: float | None = 0.01,
+    max_steps: int = 512,
     _options: EngineOptions | None = None,
 ) -> NeuronAttribution:
     """Attribute each fact's target to every MLP neuron (``blocks.{l}.mlp.hook_post``).
@@ -121,6 +127,14 @@ def attribute(
             neuron, parameter x gradient summed over its input/gate rows, input bias and
             output column; always over every token position).
         steps, quadrature: integration points and rule (``QUADRATURES``) for ``"ig"``.
+            ``steps=None`` (default): exact to ``tolerance`` by adaptive Gauss-Legendre panels
+            (``neuronscope.attribution.adaptive``): per fact and layer the path is refined
+            where it is curved until ``|convergence_delta| <= tolerance * max(|f(x) - f(b)|,
+            1e-3 * max(|f(x)|, |f(b)|))``, with at most ``max_steps`` gradient evaluations.
+            A fixed ``steps`` that misses that tolerance warns, naming the layers.
+        tolerance: relative completeness tolerance (default 1 %); ``None`` with fixed
+            ``steps`` turns the check off.
+        max_steps: gradient evaluations per fact and layer the adaptive rule may spend.
         baseline: activation value at the start of the path (``"zero"``).
         target: ``"prob"`` (P(answer | prompt), product over answer tokens, teacher forced)
             or ``"logprob"``.
@@ -151,7 +165,8 @@ def attribute(
         tensor(True)
     """
     spec = AttributionSpec.make(method=method, steps=steps, quadrature=quadrature, target=target,
-                                positions=positions, baseline=baseline)
+                                positions=positions, baseline=baseline, tolerance=tolerance,
+                                max_steps=max_steps)
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
     if method == "param_x_grad" and positions not in ("prompt", "all"):
@@ -175,6 +190,8 @@ def attribute(
     opts = _options or EngineOptions()
     if max_memory is not None:
         opts = dataclasses.replace(opts, max_memory=int(max_memory))
+    if spec.method == "ig":
+        path_rule(spec, opts)  # a step cap below the rule's minimum fails here, before any work
     start = time.perf_counter()
     rank, world = rank_and_world()
     with _eval_mode(model):
@@ -187,13 +204,22 @@ def attribute(
                                                  - raw.target_baseline.double())).float()
     meta = {"seconds": time.perf_counter() - start, "engine": engine, "world_size": world,
             **{k: v for k, v in raw.info.items() if isinstance(v, (bool, int, float, str))}}
+    steps_used = raw.steps_used if spec.method == "ig" else None
+    if spec.method == "ig" and spec.adaptive:
+        meta.update(adaptive=True, panel_points=opts.panel_points, initial_panels=opts.initial_panels,
+                    max_steps=spec.max_steps)
+    if spec.method == "ig" and delta is not None and spec.tolerance is not None:
+        _warn_if_inexact(delta, raw.target_input, raw.target_baseline, spec, layer_list)
     return NeuronAttribution(
         scores=raw.scores, layers=layer_list, fact_ids=fact_set.ids, method=spec.method,
-        steps=spec.steps, target=spec.target, quadrature=spec.quadrature, baseline=spec.baseline,
+        steps=spec.steps if spec.steps is not None else int(steps_used.max()) if steps_used is not None
+        and steps_used.numel() else 0,
+        target=spec.target, quadrature=spec.quadrature, baseline=spec.baseline,
         positions=spec.positions, model_name=_model_name(model), convergence_delta=delta,
         target_input=raw.target_input, target_baseline=raw.target_baseline,
         position_scores=raw.position_scores if per_position else None,
         position_mask=raw.position_mask if per_position else None, meta=meta,
+        steps_used=steps_used, tolerance=spec.tolerance if spec.method == "ig" else None,
     )
 
 
@@ -215,29 +241,73 @@ def _attribute_sites(model: Any, facts: Iterable[Fact], spec: AttributionSpec, *
     fact_set = _fact_set(facts)
     batch = batch_for(model, fact_set, tokenizer)
     start = time.perf_counter()
-    with _eval_mode(model), tqdm(total=-(-len(batch) // chunk_size(spec, batch_size)), disable=not progress,
-                                 desc="attribution (sites)") as bar:
-        raw = run_sites(model, batch, layer_list, resolved, spec, batch_size=batch_size,
-                        progress=bar.update)
+    # Integrated gradients on the general path: a fixed Gauss-Legendre rule; by default
+    # (steps=None) the whole rule doubles from 8 points until every (fact, layer, site) meets
+    # the tolerance or the next rule would pass max_steps.
+    schedule = [spec.steps] if not (spec.method == "ig" and spec.adaptive) else \
+        [n for n in (2 ** k for k in range(3, 20)) if n <= spec.max_steps]
+    for n in schedule:
+        run_spec = spec if n == spec.steps else AttributionSpec.make(
+            method=spec.method, steps=n, quadrature="gauss-legendre", target=spec.target,
+            positions=spec.positions, baseline=spec.baseline, tolerance=spec.tolerance,
+            max_steps=spec.max_steps)
+        with _eval_mode(model), tqdm(total=-(-len(batch) // chunk_size(run_spec, batch_size)),
+                                     disable=not progress, desc="attribution (sites)") as bar:
+            raw = run_sites(model, batch, layer_list, resolved, run_spec, batch_size=batch_size,
+                            progress=bar.update)
+        if raw.target_baseline is None:
+            break
+        parts, allowed, begin = [], [], 0
+        for j, site in enumerate(resolved):
+            total = raw.scores[..., begin : begin + site.width].double().sum(-1)
+            base = raw.target_baseline[..., j].double()
+            parts.append(total - (raw.target_input.double()[:, None] - base))
+            if spec.tolerance is not None:
+                allowed.append(allowance(raw.target_input.double()[:, None], base, spec.tolerance))
+            begin += site.width
+        stacked = torch.stack(parts, -1)  # [fact, layer, site]
+        met = not allowed or bool((stacked.abs() <= torch.stack(allowed, -1)).all())
+        if met or n == schedule[-1]:
+            if not met:
+                bad = sorted({layer_list[i] for i in
+                              (stacked.abs() > torch.stack(allowed, -1)).any(-1).any(0)
+                              .nonzero().flatten().tolist()})
+                how = f"{n} fixed steps" if not spec.adaptive else f"max_steps={spec.max_steps}"
+                warnings.warn(f"attribution (sites): with {how}, |convergence_delta| exceeds the "
+                              f"tolerance ({spec.tolerance:g} of f(x) - f(baseline)) in layers {bad}",
+                              stacklevel=3)
+            break
     delta = baseline = None
     if raw.target_baseline is not None:
-        parts, begin = [], 0
-        for site in resolved:
-            total = raw.scores[..., begin : begin + site.width].double().sum(-1)
-            base = raw.target_baseline[..., len(parts)].double()
-            parts.append(total - (raw.target_input.double()[:, None] - base))
-            begin += site.width
-        stacked = torch.stack(parts, -1)  # [fact, layer, site]: the worst site per (fact, layer)
         delta = stacked.gather(-1, stacked.abs().argmax(-1, keepdim=True)).squeeze(-1).float()
         baseline = raw.target_baseline[..., 0] if len(resolved) == 1 else None
     meta = {"seconds": time.perf_counter() - start, "engine": "sites", **raw.info}
+    used = run_spec.steps if spec.method == "ig" else spec.steps
     return NeuronAttribution(
-        scores=raw.scores, layers=layer_list, fact_ids=fact_set.ids, method=spec.method, steps=spec.steps,
-        target=spec.target, quadrature=spec.quadrature, baseline=spec.baseline, positions=spec.positions,
-        model_name=_model_name(model), convergence_delta=delta, target_input=raw.target_input,
-        target_baseline=baseline, meta=meta, token_max=raw.token_max, token_min=raw.token_min,
-        sites=None if sites is None else [(s.name, s.width) for s in resolved],
+        scores=raw.scores, layers=layer_list, fact_ids=fact_set.ids, method=spec.method, steps=used,
+        target=spec.target, quadrature=run_spec.quadrature, baseline=spec.baseline,
+        positions=spec.positions, model_name=_model_name(model), convergence_delta=delta,
+        target_input=raw.target_input, target_baseline=baseline, meta=meta, token_max=raw.token_max,
+        token_min=raw.token_min, sites=None if sites is None else [(s.name, s.width) for s in resolved],
+        tolerance=spec.tolerance if spec.method == "ig" else None,
     )
+
+
+def _warn_if_inexact(delta: Tensor, target_input: Tensor, target_baseline: Tensor, spec: AttributionSpec,
+                     layers: list[int]) -> None:
+    """Warn, naming the layers, where ``|delta|`` exceeds the tolerance's allowance."""
+    allowed = allowance(target_input[:, None], target_baseline, spec.tolerance)
+    missed = delta.double().abs() > allowed
+    if not bool(missed.any()):
+        return
+    bad = [layers[i] for i in missed.any(0).nonzero().flatten().tolist()]
+    worst = float((delta.double().abs() / allowed.clamp_min(1e-300) * spec.tolerance).max())
+    how = (f"{spec.steps} fixed steps" if not spec.adaptive
+           else f"the adaptive rule's cap of max_steps={spec.max_steps}")
+    warnings.warn(f"attribution: with {how}, |convergence_delta| exceeds the tolerance "
+                  f"({spec.tolerance:g} of f(x) - f(baseline)) on {int(missed.sum())} (fact, layer) pairs, "
+                  f"in layers {bad} (worst {worst:.3g} relative); use steps=None (adaptive) or more steps",
+                  stacklevel=3)
 
 
 def _run(model: Any, batch: Any, layers: list[int], spec: AttributionSpec, opts: EngineOptions, *,

@@ -16,7 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from neuronscope.attribution.adaptive import allowance
 from neuronscope.attribution.engine import RawAttribution
+from neuronscope.attribution.quadrature import quadrature_rule
 from neuronscope.attribution.spec import AttributionSpec, position_mask, target_value
 from neuronscope.hooks import d_mlp, mlp_hook_name, model_device
 from neuronscope.scoring import answer_token_logprobs
@@ -34,13 +36,18 @@ def _target(model: Any, row: FactBatch, spec: AttributionSpec, hooks: list) -> T
 
 def reference_attribution(model: Any, batch: FactBatch, layers: Sequence[int], spec: AttributionSpec,
                           *, progress: Callable[[int], None] | None = None) -> RawAttribution:
-    """Integrated gradients (or activation x gradient) fact by fact, layer by layer, step by step."""
+    """Integrated gradients (or activation x gradient) fact by fact, layer by layer, step by step.
+
+    With ``spec.adaptive`` each (fact, layer) doubles its Gauss-Legendre points from 8 until
+    the completeness tolerance holds (or the next doubling would pass ``spec.max_steps``):
+    an independent way to the same accuracy as the engine's panels."""
     device = model_device(model)
     n_facts, full_width = batch.tokens.shape
     scores = torch.zeros(n_facts, len(layers), d_mlp(model))
     pos_scores = torch.zeros(n_facts, len(layers), full_width, d_mlp(model))
     target_input = torch.zeros(n_facts)
     target_baseline = torch.zeros(n_facts, len(layers))
+    steps_used = torch.zeros(n_facts, len(layers), dtype=torch.long)
     masks = position_mask(batch, spec.positions)
     for f in range(n_facts):
         row = batch[f : f + 1].to(device)
@@ -57,21 +64,24 @@ def reference_attribution(model: Any, batch: FactBatch, layers: Sequence[int], s
             with torch.no_grad():
                 _target(model, row, spec, [(name, keep)])
             h = seen["h"]
-            total = torch.zeros_like(h, dtype=torch.float64)
-            for alpha, weight in zip(spec.alphas.tolist(), spec.weights.tolist(), strict=True):
-                store: dict = {}
 
-                def scale(act: Tensor, hook: Any, alpha: float = alpha, store: dict = store,
-                          mask: Tensor = mask) -> Tensor:
-                    x = act.detach().clone()
-                    x[:, mask] = alpha * x[:, mask]  # zero baseline
-                    x.requires_grad_(True)
-                    store["x"] = x
-                    return x
+            def integrate(alphas: list[float], weights: list[float], name: str = name, mask: Tensor = mask,
+                          h: Tensor = h, row: FactBatch = row) -> Tensor:
+                total = torch.zeros_like(h, dtype=torch.float64)
+                for alpha, weight in zip(alphas, weights, strict=True):
+                    store: dict = {}
 
-                value = _target(model, row, spec, [(name, scale)])
-                (grad,) = torch.autograd.grad(value, store["x"])
-                total += weight * grad.double()
+                    def scale(act: Tensor, hook: Any, alpha: float = alpha, store: dict = store) -> Tensor:
+                        x = act.detach().clone()
+                        x[:, mask] = alpha * x[:, mask]  # zero baseline
+                        x.requires_grad_(True)
+                        store["x"] = x
+                        return x
+
+                    value = _target(model, row, spec, [(name, scale)])
+                    (grad,) = torch.autograd.grad(value, store["x"])
+                    total += weight * grad.double()
+                return total
 
             def zero(act: Tensor, hook: Any, mask: Tensor = mask) -> Tensor:
                 x = act.clone()
@@ -80,12 +90,28 @@ def reference_attribution(model: Any, batch: FactBatch, layers: Sequence[int], s
 
             with torch.no_grad():
                 target_baseline[f, li] = _target(model, row, spec, [(name, zero)])
+            if spec.adaptive:  # Gauss-Legendre with 8, 16, 32, ... points until the tolerance holds
+                allowed = float(allowance(target_input[f : f + 1], target_baseline[f, li : li + 1],
+                                          spec.tolerance)[0])
+                change = float(target_input[f]) - float(target_baseline[f, li])
+                n = 8
+                while True:
+                    alphas, weights = quadrature_rule("gauss-legendre", n)
+                    total = integrate(alphas.tolist(), weights.tolist())
+                    steps_used[f, li] += n
+                    delta = float((h.double() * total * mask[None, :, None]).sum()) - change
+                    if abs(delta) <= allowed or int(steps_used[f, li]) + 2 * n > spec.max_steps:
+                        break
+                    n *= 2
+            else:
+                total = integrate(spec.alphas.tolist(), spec.weights.tolist())
+                steps_used[f, li] = len(spec.alphas)
             per_pos = (h.double() * total * mask[None, :, None])[0]
             scores[f, li] = per_pos.sum(0).float().cpu()
             pos_scores[f, li, : per_pos.shape[0]] = per_pos.float().cpu()
             if progress is not None:
                 progress(1)
-    return RawAttribution(scores, target_input, target_baseline, pos_scores, masks)
+    return RawAttribution(scores, target_input, target_baseline, pos_scores, masks, steps_used=steps_used)
 
 
 def _neuron_axis(module: Any, role: str) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from neuronscope.atomic import atomic_torch_save
@@ -29,7 +29,7 @@ __all__ = ["NeuronAttribution"]
 
 _FORMAT = "neuronscope.NeuronAttribution/1"
 _TENSORS = ("scores", "convergence_delta", "target_input", "target_baseline", "position_scores",
-            "position_mask", "token_max", "token_min")
+            "position_mask", "token_max", "token_min", "steps_used")
 DEFAULT_SITE = "mlp_post"
 
 
@@ -45,7 +45,9 @@ class NeuronAttribution:
     neurons alone. ``token_max`` / ``token_min`` keep, per fact and neuron, the largest and
     smallest per-token score (the paper's reductions), when requested. For integrated
     gradients, ``convergence_delta[f, i] = scores[f, i].sum() - (target_input[f] -
-    target_baseline[f, i])`` measures how far the quadrature is from completeness.
+    target_baseline[f, i])`` measures how far the quadrature is from completeness;
+    ``steps_used[f, i]`` counts the gradient evaluations spent on it, and ``tolerance`` is the
+    relative completeness tolerance the run aimed at (see ``neuronscope.attribution.adaptive``).
     """
 
     scores: Float[Tensor, "fact layer neuron"]
@@ -67,6 +69,8 @@ class NeuronAttribution:
     sites: list | None = None
     token_max: Float[Tensor, "fact layer neuron"] | None = None
     token_min: Float[Tensor, "fact layer neuron"] | None = None
+    steps_used: Int[Tensor, "fact layer"] | None = None
+    tolerance: float | None = None
 
     def __post_init__(self) -> None:
         self.layers = [int(layer) for layer in self.layers]
@@ -125,6 +129,30 @@ class NeuronAttribution:
 
     def __len__(self) -> int:
         return self.n_facts
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the result's tensors."""
+        return sum(t.numel() * t.element_size() for t in (getattr(self, name) for name in _TENSORS)
+                   if t is not None)
+
+    @staticmethod
+    def estimate_bytes(n_facts: int, n_layers: int, n_neurons: int, *, per_position_width: int | None = None,
+                       ig: bool = True) -> int:
+        """Bytes of an attribution result before computing it (float32 scores, per-token
+        scores over ``per_position_width`` positions when asked, int64 step counts).
+
+        Example:
+            >>> round(NeuronAttribution.estimate_bytes(200, 30, 1536) / 2**20, 1)  # SmolLM2, 200 facts, MiB
+            35.2
+        """
+        fl = n_facts * n_layers
+        total = 4 * fl * n_neurons + 4 * n_facts  # scores, target_input
+        if ig:
+            total += (4 + 4 + 8) * fl  # convergence_delta, target_baseline, steps_used
+        if per_position_width is not None:
+            total += 4 * fl * per_position_width * n_neurons + n_facts * per_position_width
+        return total
 
     def _layer_index(self, layer: int) -> int:
         if layer not in self.layers:
@@ -260,7 +288,10 @@ class NeuronAttribution:
     # --- display ----------------------------------------------------------------------
     def _summary(self) -> list[tuple[str, str]]:
         method = self.method
-        if self.method == "ig":
+        if self.method == "ig" and self.meta.get("adaptive"):
+            method = (f"ig (adaptive {self.quadrature} panels, tolerance {self.tolerance:g}, "
+                      f"<= {self.steps} steps)")
+        elif self.method == "ig":
             method = f"ig ({self.steps} steps, {self.quadrature})"
         rows = [("method", method), ("target", self.target), ("positions", self.positions),
                 ("sites", ", ".join(f"{n} ({w})" for n, w in self.site_widths)),
