@@ -9,8 +9,8 @@ forward pass, so that a penalty's extra backward pass over the forget rows trave
 Nothing here depends on which method it is.
 
 Example:
-    >>> UnlearningLoss.__call__.__doc__.split(".")[0]
-    '``{"forget": ..., "retain": ..., <penalty>: ..., "loss": total}`` for one step'
+    >>> sorted(__all__)
+    ['UnlearningLoss', 'make_step', 'run_parts']
 """
 
 from __future__ import annotations

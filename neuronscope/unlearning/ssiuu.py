@@ -112,7 +112,7 @@ def penalty_coefficient(now: Tensor, prev: Tensor, lam: float, norm: str, negati
     Example:
         >>> value, coef = penalty_coefficient(torch.tensor([-2.0, 1.0]), torch.tensor([-1.0, 3.0]),
         ...                                   0.5, "squared", "current")
-        >>> float(value), coef.tolist()
+        >>> float(value), [c + 0.0 for c in coef.tolist()]
         (0.5, [-1.0, 0.0])
     """
     value, coef, scale = _unscaled(now, prev, norm, negative_set)
