@@ -5,7 +5,8 @@ The base methods' code is bit-identical before and after SSIUU became the paper'
 SSIUU rows of the earlier run (the old neuron-level form) are dropped. Rows of a method present
 in both (``gd``, ``oracle``) are compared seed by seed, every number but times, and must agree
 exactly: the check that the join is sound. Writes ``robustness.json``, ``robustness.md``,
-``robustness.html`` and ``lambda-sweep.html`` to ``--out``.
+``robustness.html``, ``lambda-sweep.html`` and ``ssiuu-vs-gd.md`` (per SSIUU recipe, the
+seed-by-seed change of excess recovery against GD) to ``--out``.
 
     python benchmarks/ssiuu_results_merge.py --old docs/results/robustness.json \\
         --new runs/gd-s0/robustness.json runs/gd-s1/robustness.json --out docs/results
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 from neuronscope.bench import PRESETS, RobustnessResult
@@ -26,6 +28,33 @@ def _key(row: dict) -> tuple:
 
 def _numbers(row: dict) -> dict:
     return {k: v for k, v in row.items() if "seconds" not in k and k != "unlearn_lr"}
+
+
+def paired_table(rows: list[dict], base: str = "gd") -> str:
+    """Markdown: per SSIUU recipe, the seed-by-seed change of excess recovery against ``base``."""
+    get = {_key(r): r for r in rows}
+    attacks = list(dict.fromkeys(r["attack"] for r in rows))
+    lines = ["| recipe | seeds | steps (GD → SSIUU) | retain (GD → SSIUU) | "
+             + " | ".join(f"Δ excess {a.replace('harmful ', '')}" for a in attacks) + " |",
+             "|" + "---|" * (4 + len(attacks))]
+    for method in dict.fromkeys(r["method"] for r in rows):
+        if "ssiuu" not in method:
+            continue
+        seeds = sorted({r["seed"] for r in rows if r["method"] == method})
+        first = attacks[0]
+        steps = ", ".join(f"{get[(s, base, first)]['unlearn_steps']}→"
+                          f"{get[(s, method, first)]['unlearn_steps']}" for s in seeds)
+        retain = ", ".join(f"{get[(s, base, first)]['retain_accuracy']:.3f}→"
+                           f"{get[(s, method, first)]['retain_accuracy']:.3f}" for s in seeds)
+        cells = []
+        for attack in attacks:
+            diffs = [get[(s, method, attack)]["excess_recovery"]
+                     - get[(s, base, attack)]["excess_recovery"] for s in seeds]
+            cells.append(" / ".join(f"{d:+.3f}" for d in diffs)
+                         + f" (mean {statistics.fmean(diffs):+.3f})")
+        lines.append(f"| {method} | {', '.join(map(str, seeds))} | {steps} | {retain} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -59,7 +88,10 @@ def main() -> None:
     order = {m: i for i, m in enumerate(["oracle"] + [r.label for r in config.all_methods()])}
     ordered = sorted(rows.values(), key=lambda r: (r["seed"], order.get(r["method"], 99)))
     RobustnessResult(config=config, rows=ordered, curves=curves, meta=meta).save(args.out)
-    print(f"wrote {args.out}")
+    table = paired_table(ordered)
+    (Path(args.out) / "ssiuu-vs-gd.md").write_text(table + "\n", encoding="utf-8")
+    print(table)
+    print(f"wrote {args.out} (and ssiuu-vs-gd.md)")
 
 
 if __name__ == "__main__":
