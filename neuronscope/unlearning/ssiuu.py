@@ -119,12 +119,15 @@ def penalty_coefficient(now: Tensor, prev: Tensor, lam: float, norm: str, negati
     return lam * value, coef.mul_(lam * scale)
 
 
-def _unscaled(now: Tensor, prev: Tensor, norm: str, negative_set: str
+def _unscaled(now: Tensor, prev: Tensor, norm: str, negative_set: str,
+              diff: Tensor | None = None, mask: Tensor | None = None
               ) -> tuple[Tensor, Tensor, float]:
     """``(sum_{I-} d^2, d, 2)`` or ``(sum_{I-} |d|, sign(d), 1)`` with ``d = A_t - A_{t-1}`` on
-    ``I-`` and 0 elsewhere (a fresh tensor the caller may overwrite)."""
-    diff = torch.sub(now, prev)
-    diff.mul_((now if negative_set == "current" else prev) < 0)
+    ``I-`` and 0 elsewhere, written into ``diff`` (a fresh tensor when None; the caller may
+    overwrite it); ``mask``: an optional boolean buffer for ``I-``."""
+    diff = torch.sub(now, prev, out=diff) if diff is not None else torch.sub(now, prev)
+    reference = now if negative_set == "current" else prev
+    diff.mul_(torch.lt(reference, 0, out=mask) if mask is not None else reference < 0)
     if norm == "squared":
         flat = diff.reshape(-1)
         return torch.dot(flat, flat), diff, 2.0
@@ -248,6 +251,11 @@ class ParameterSSIUU(BoundPenalty):
         self.params = [p for _, p in named]
         self.prev: list[Tensor] | None = None
         self.last: dict[str, float] = {}
+        # buffers kept across steps (allocating parameter-sized tensors every step is slow):
+        # where A_t goes (A_{t-2}'s storage), the change (the gradient's direction) and I-
+        self._spare: list[Tensor] | None = None
+        self._diff: list[Tensor] | None = None
+        self._mask: list[Tensor] | None = None
 
     def gradient(self, step: Any) -> list[Tensor]:
         """``g_t``: the gradient of the summed target over the forget rows, per parameter."""
@@ -260,16 +268,22 @@ class ParameterSSIUU(BoundPenalty):
         config = self.config
         grads = self.gradient(step)
         with torch.no_grad():
-            now = [torch.mul(p.detach(), g) for p, g in zip(self.params, grads, strict=True)]
+            spare = self._spare or [torch.empty_like(p) for p in self.params]
+            now = [torch.mul(p.detach(), g, out=buffer)
+                   for p, g, buffer in zip(self.params, grads, spare, strict=True)]
         prev, self.prev = self.prev, now
+        self._spare = prev
         if prev is None:  # step 1: nothing to compare with
             self.last = {"value": 0.0}
             return self.params[0].new_zeros(())
+        if self._diff is None or self._mask is None:
+            self._diff = [torch.empty_like(p) for p in self.params]
+            self._mask = [torch.empty_like(p, dtype=torch.bool) for p in self.params]
         with torch.no_grad():
             value = self.params[0].new_zeros(())
             directions = []
-            for a, b, g in zip(now, prev, grads, strict=True):
-                v, direction, scale = _unscaled(a, b, config.norm, config.negative_set)
+            for a, b, g, diff, mask in zip(now, prev, grads, self._diff, self._mask, strict=True):
+                v, direction, scale = _unscaled(a, b, config.norm, config.negative_set, diff, mask)
                 value += v
                 directions.append(direction.mul_(g))  # d penalty / d phi = lam * scale * this
             value *= config.lam
