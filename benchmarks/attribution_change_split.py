@@ -27,6 +27,7 @@ import json
 import torch
 
 import neuronscope as ns
+from neuronscope.hooks import mlp_hook_names
 from neuronscope.scoring import batch_for
 from neuronscope.unlearning import SSIUU, unlearn
 from neuronscope.unlearning.forward import answer_logprobs, forward
@@ -37,12 +38,13 @@ METHODS = {"ga": ("ga", None), "gd": ("gd", None), "gd+ssiuu0.1": ("gd", 0.1),
 
 def h_and_g(model, batch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per layer ``h`` and ``g = d log P / d h`` at the prompt positions (zero elsewhere)."""
-    penalty = SSIUU(1.0, gradient="exact").build(model, batch, "gd")
-    out = forward(model, batch, penalty.hook_names)
-    acts = [out.acts[name] for name in penalty.hook_names]
-    penalty.update(acts, answer_logprobs(out.logits, batch)[0], batch, torch.arange(len(batch)))
-    width = penalty.width
-    return [a[:, :width].detach() for a in acts], [g.clone() for g in penalty.grad]
+    names = mlp_hook_names(model)
+    out = forward(model, batch, names)
+    acts = [out.acts[name] for name in names]
+    grads = torch.autograd.grad(answer_logprobs(out.logits, batch)[0].sum(), acts)
+    width = int(batch.prompt_mask.sum(-1).max())
+    mask = batch.prompt_mask[:, :width, None].to(acts[0].dtype)
+    return [a[:, :width].detach() for a in acts], [g[:, :width] * mask for g in grads]
 
 
 def split(before, after, batch) -> dict:
@@ -95,7 +97,7 @@ def main() -> None:
         for name in args.methods:
             base, lam = METHODS[name]
             res = unlearn(before, forget, retain, method=base,
-                          ssiuu=SSIUU(lam, gradient="exact") if lam is not None else None,
+                          penalty=SSIUU(lam, level="neuron") if lam is not None else None,
                           max_steps=300, target_forget_accuracy=target, tolerance=1e-6,
                           eval_every=1, seed=seed, progress=False)
             row = {"seed": seed, "method": name, "steps": res.steps, **split(before, res.model, batch)}

@@ -102,7 +102,7 @@ def study(*, size: str = "tiny", seeds=(0,), methods=tuple(METHODS), steps: int 
                 extra["callbacks"] = [reached]
             accuracy_target = None if fixed_steps or match == "logp" else target_acc
             res = unlearn(before, forget_set, retain_set, method=base,
-                          ssiuu=SSIUU(lam, level=level) if lam is not None else None,
+                          penalty=SSIUU(lam, level=level) if lam is not None else None,
                           max_steps=max_steps,
                           target_forget_accuracy=accuracy_target, tolerance=1e-6,
                           eval_every=eval_every, seed=seed, progress=False, **extra)

@@ -20,14 +20,14 @@ import time
 import torch
 
 import neuronscope as ns
-from neuronscope.bench.presets import MethodSpec
 from neuronscope.bench.robustness import run_unlearning
 from neuronscope.scoring import accuracy
+from neuronscope.unlearning import parse_recipe
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", default="ga")
+    parser.add_argument("--method", default="ga", help="a recipe, e.g. 'gd' or 'gd+ssiuu(1e-3)'")
     parser.add_argument("--variants", default='[{}]', help="JSON list of ns.unlearn settings")
     parser.add_argument("--by", default="group", choices=("group", "subject", "fact"))
     parser.add_argument("--target", default="chance", help="'chance', 'oracle' or a number")
@@ -47,7 +47,7 @@ def main() -> None:
                               **attack).attacked for p in (0.1, 0.3)}
         for variant in json.loads(args.variants):
             start = time.time()
-            model, summary = run_unlearning(org.model, forget, retain, MethodSpec(args.method),
+            model, summary = run_unlearning(org.model, forget, retain, parse_recipe(args.method),
                                             target=target, seed=seed, world=world, settings=variant)
             excess = {p: ns.relearn(model, attack="harmful", forget=forget, p=p, seed=seed,
                                     **attack).attacked - base[p] for p in (0.1, 0.3)}

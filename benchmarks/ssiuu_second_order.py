@@ -1,16 +1,17 @@
 """A second-order SSIUU prototype: hold the *full* attribution of negative neurons.
 
-The paper's (first-order) SSIUU holds ``A = sum_k h * g`` with ``g`` a constant from the
-previous step, so only the change of the activation ``h`` is penalised
-(``attribution_change_split.py`` shows the optimiser then hides through ``g``). This prototype
-penalises ``lam * sum_{A_prev < 0} |A_prev - h_now . g_now|`` with ``g_now = d log P / d h`` of the
-current step taken with ``create_graph=True``, so that the penalty's gradient also reaches the
-weights downstream of each neuron (a double backward: about 3x a step). It is a study script,
-not a library feature: it swaps the exact-mode penalty of ``ns.unlearn`` for this one.
+SSIUU (first order, the paper's Algorithm 1) treats ``g = dP/dh`` as a constant in the
+penalty's gradient. This prototype, a penalty object passed to ``ns.unlearn`` like any other,
+computes the neuron-level ``A_t = sum over the forget rows and positions of h * g`` with ``g``
+taken with ``create_graph=True``, so that the penalty's gradient also reaches the weights
+downstream of each neuron (a double backward). Otherwise the same rules as
+``SSIUU(level="neuron")``: ``I-`` at the current step, squared change against the stored
+``A_{t-1}``, ``P`` (not ``log P``), no penalty at step 1.
 
 It unlearns the tiny organism to the oracle's forget accuracy (the protocol of
-``hide_index_study.py``) with GA, GD, GD + SSIUU and GD + second-order SSIUU, and prints the
-hide index (IG, 8 steps, ``logprob`` and ``prob``), the attribution-change split and the steps.
+``hide_index_study.py``) with GA, GD, GD + SSIUU (neuron level) and GD + second-order SSIUU,
+and prints the hide index (IG, 8 steps, ``logprob`` and ``prob``), the attribution-change
+split and the steps.
 
     OMP_NUM_THREADS=1 python benchmarks/ssiuu_second_order.py --seeds 0 1 2
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
+from typing import Any
 
 import torch
 from attribution_change_split import split, tiny_splits
@@ -27,59 +29,54 @@ from attribution_change_split import split, tiny_splits
 import neuronscope as ns
 from neuronscope.attribution import attribute
 from neuronscope.diagnostics import diagnose
-from neuronscope.hooks import check_layers
+from neuronscope.hooks import mlp_hook_names
 from neuronscope.scoring import batch_for
-from neuronscope.unlearning import SSIUU, unlearn
-from neuronscope.unlearning import methods as methods_module
-from neuronscope.unlearning.ssiuu import NeuronPenalty, _positions, attribution_now
+from neuronscope.unlearning import SSIUU, BoundPenalty, Penalty, unlearn
 
 
-class SecondOrderPenalty(NeuronPenalty):
-    """``lam * sum |A_prev - h_now . g_now|`` over neurons with ``A_prev < 0``, ``g_now`` in the graph."""
+class SecondOrderSSIUU(Penalty):
+    """``lam * sum_{A_t < 0} (A_t - A_{t-1})^2`` over MLP neurons, ``g`` inside the graph."""
 
-    def step(self, acts, full, logprob, rows, index) -> torch.Tensor:
-        index = index.to(self.seen.device)
-        take = self._take(acts[0])
-        grads = torch.autograd.grad(logprob.sum(), list(full), create_graph=True)
-        mask = _positions(rows, self.config.positions)[:, :take, None].to(acts[0].dtype)
-        n = len(rows)
-        gs = [g[:n, :take] * mask for g in grads]
-        now = torch.stack([attribution_now(a[:, :take], g) for a, g in zip(acts, gs, strict=True)], 1)
-        prev = self.attr[index]
-        active = ((prev < 0) & self.seen[index].view(-1, 1, 1)).to(prev.dtype)
-        value = self.config.lam * ((prev - now).abs() * active).sum()
-        for j, g in enumerate(gs):
-            self.grad[j][index, :take] = g.detach()
-        self.attr[index] = now.detach()
-        self.seen[index] = True
-        return value
+    name = "ssiuu2nd"
+    separate_retain = True
 
+    def __init__(self, lam: float) -> None:
+        if not lam >= 0:
+            raise ValueError(f"lam must be >= 0, got {lam!r}")
+        self.lam = float(lam)
 
-def second_order_ssiuu(self, out, rows, sf, logp, index, mask):
-    if isinstance(self.penalty, SecondOrderPenalty):
-        full = [out.acts[name] for name in self.penalty.hook_names]
-        return self.penalty.step([a[sf] for a in full], full, logp[sf], rows, index)
-    return _first_order(self, out, rows, sf, logp, index, mask)
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "lam": self.lam}
 
+    def bind(self, model: Any, forget: Any, retain: Any = None) -> BoundPenalty:
+        hooks = mlp_hook_names(model)
+        state: dict[str, torch.Tensor | None] = {"prev": None}
 
-_first_order = methods_module.UnlearningLoss._ssiuu
+        def term(step: Any) -> torch.Tensor:
+            out, part = step.passes["forget"].out, step.parts["forget"]
+            sources = [out.acts[h] for h in hooks]
+            grads = torch.autograd.grad(step.logprob("forget").exp().sum(), sources,
+                                        create_graph=True)
+            mask = step.rows["forget"].attention_mask
+            width = min(sources[0].shape[1], mask.shape[1])
+            m = mask[:, :width, None].to(sources[0].dtype)
+            now = torch.stack([(a[part][:, :width] * g[part][:, :width] * m).sum((0, 1))
+                               for a, g in zip(sources, grads, strict=True)])
+            prev, state["prev"] = state["prev"], now.detach()
+            if prev is None:
+                return now.new_zeros(())
+            return self.lam * (now - prev)[now.detach() < 0].square().sum()
+
+        return BoundPenalty(term, hooks=hooks)
 
 
 def run(before, forget, retain, method: str, lam: float | None, order: int, target: float, seed: int):
-    ssiuu = SSIUU(lam, gradient="exact") if lam is not None else None
-    build = SSIUU.build
-    if order == 2:
-        def build2(config, model, batch, base="gd"):
-            return SecondOrderPenalty(config, model, check_layers(model, config.layers), batch)
-        SSIUU.build = build2
-    methods_module.UnlearningLoss._ssiuu = second_order_ssiuu
-    try:
-        return unlearn(before, forget, retain, method=method, ssiuu=ssiuu, max_steps=300,
-                       target_forget_accuracy=target, tolerance=1e-6, eval_every=1, seed=seed,
-                       progress=False)
-    finally:
-        SSIUU.build = build
-        methods_module.UnlearningLoss._ssiuu = _first_order
+    penalty = None
+    if lam is not None:
+        penalty = SecondOrderSSIUU(lam) if order == 2 else SSIUU(lam, level="neuron")
+    return unlearn(before, forget, retain, method=method, penalty=penalty, max_steps=300,
+                   target_forget_accuracy=target, tolerance=1e-6, eval_every=1, seed=seed,
+                   progress=False)
 
 
 RUNS = {"ga": ("ga", None, 1), "gd": ("gd", None, 1), "gd+ssiuu0.1": ("gd", 0.1, 1),

@@ -4,15 +4,6 @@ Nothing here knows a method by name: what a method needs (a retain set, a frozen
 refusal answers), its settings and its losses come from the method object (see
 :mod:`neuronscope.unlearning.methods`); penalties (:class:`~neuronscope.unlearning.SSIUU`, or
 your own) from their objects.
-
-Example:
-    >>> world = FactWorld.synthetic(n_people=20)
-    >>> forget, retain = world.facts.split(forget=0.2, by="group", seed=0)
-    >>> model = tiny_model_for(world)
-    >>> result = unlearn(model, forget, retain, method="gd", penalty=SSIUU(1e-3), max_steps=2,
-    ...                  target_forget_accuracy=None, progress=False)
-    >>> result.steps
-    2
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ them as one stacked, right-padded batch costs one pass instead of three. Hooked 
 the very tensors that flow on through the model, so gradients can be taken with respect to them.
 
 Example:
-    >>> stacked, parts = stack_batches([forget_rows, retain_rows])        # doctest: +SKIP
-    >>> out = forward(model, stacked, ["blocks.0.mlp.hook_post"])        # doctest: +SKIP
-    >>> out.logits[parts[0]].shape[0] == len(forget_rows)                 # doctest: +SKIP
-    True
+    >>> a = FactBatch(torch.ones(2, 3, dtype=torch.long), *[torch.ones(2, 3, dtype=torch.bool)] * 3)
+    >>> b = FactBatch(torch.ones(1, 5, dtype=torch.long), *[torch.ones(1, 5, dtype=torch.bool)] * 3)
+    >>> stacked, parts = stack_batches([a, b])
+    >>> tuple(stacked.tokens.shape), parts
+    ((3, 5), [slice(0, 2, None), slice(2, 3, None)])
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ forward pass, so that a penalty's extra backward pass over the forget rows trave
 Nothing here depends on which method it is.
 
 Example:
-    >>> UnlearningLoss.__call__.__doc__.split(".")[0]
-    '``{"forget": ..., "retain": ..., <penalty>: ..., "loss": total}`` for one step'
+    >>> sorted(__all__)
+    ['UnlearningLoss', 'make_step', 'run_parts']
 """
 
 from __future__ import annotations
@@ -43,20 +43,18 @@ class UnlearningLoss:
     """``loss_fn(model, batches, step)`` for ``method`` with its prepared ``state``.
 
     ``penalties``: (term name, bound penalty) pairs; ``refusals``: refusal rows aligned with the
-    full forget batch; ``reference``: the frozen original (KL and activation retain terms).
+    full forget batch; ``reference``: the frozen original (KL and activation retain terms);
+    ``separate_retain``: give the retain rows their own forward pass.
     """
 
     def __init__(self, method: Any, settings: Mapping[str, Any], state: Any, *,
                  retain_loss: str | None, penalties: Sequence[tuple[str, Any]] = (),
                  refusals: FactBatch | None = None, reference: Any = None,
-                 separate_retain: bool | None = None) -> None:
+                 separate_retain: bool = False) -> None:
         self.method, self.settings, self.state = method, dict(settings), state
         self.retain_loss, self.penalties = retain_loss, list(penalties)
         self.refusals, self.reference = refusals, reference
-        if separate_retain is None:
-            separate_retain = any(getattr(p, "separate_retain", False) for p in
-                                  (getattr(b, "config", None) for _, b in self.penalties))
-        self.separate_retain = separate_retain
+        self.separate_retain = bool(separate_retain)
         default_weight = 1.0 if method.needs_retain else 0.0
         self.retain_weight = float(self.settings.get("retain_weight", default_weight))
         self.method_hooks = list(method.hooks(state))

@@ -112,14 +112,43 @@ def penalty_coefficient(now: Tensor, prev: Tensor, lam: float, norm: str, negati
     Example:
         >>> value, coef = penalty_coefficient(torch.tensor([-2.0, 1.0]), torch.tensor([-1.0, 3.0]),
         ...                                   0.5, "squared", "current")
-        >>> float(value), coef.tolist()
+        >>> float(value), [c + 0.0 for c in coef.tolist()]
         (0.5, [-1.0, 0.0])
     """
-    negative = (now < 0) if negative_set == "current" else (prev < 0)
-    diff = torch.where(negative, now - prev, 0.0)
+    value, coef, scale = _unscaled(now, prev, norm, negative_set)
+    return lam * value, coef.mul_(lam * scale)
+
+
+def _unscaled(now: Tensor, prev: Tensor, norm: str, negative_set: str,
+              diff: Tensor | None = None, mask: Tensor | None = None
+              ) -> tuple[Tensor, Tensor, float]:
+    """``(sum_{I-} d^2, d, 2)`` or ``(sum_{I-} |d|, sign(d), 1)`` with ``d = A_t - A_{t-1}`` on
+    ``I-`` and 0 elsewhere, written into ``diff`` (a fresh tensor when None; the caller may
+    overwrite it); ``mask``: an optional boolean buffer for ``I-``."""
+    diff = torch.sub(now, prev, out=diff) if diff is not None else torch.sub(now, prev)
+    reference = now if negative_set == "current" else prev
+    diff.mul_(torch.lt(reference, 0, out=mask) if mask is not None else reference < 0)
     if norm == "squared":
-        return lam * diff.square().sum(), (2 * lam) * diff
-    return lam * diff.abs().sum(), lam * torch.sign(diff)
+        flat = diff.reshape(-1)
+        return torch.dot(flat, flat), diff, 2.0
+    return diff.abs().sum(), diff.sign_(), 1.0
+
+
+class _WithGradient(torch.autograd.Function):
+    """Returns ``value`` and, in the backward pass, ``grad_out * scale * direction_j`` for each
+    target ``j``: injects a prescribed gradient (the first-order penalty's) without building
+    a graph for it."""
+
+    @staticmethod
+    def forward(ctx: Any, value: Tensor, scale: float, directions: list[Tensor],
+                *targets: Tensor) -> Tensor:
+        ctx.scale, ctx.directions = scale, directions
+        return value.detach().clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Any, ...]:
+        factor = grad_out * ctx.scale
+        return (None, None, None, *[d * factor for d in ctx.directions])
 
 
 @dataclass(frozen=True)
@@ -222,6 +251,11 @@ class ParameterSSIUU(BoundPenalty):
         self.params = [p for _, p in named]
         self.prev: list[Tensor] | None = None
         self.last: dict[str, float] = {}
+        # buffers kept across steps (allocating parameter-sized tensors every step is slow):
+        # where A_t goes (A_{t-2}'s storage), the change (the gradient's direction) and I-
+        self._spare: list[Tensor] | None = None
+        self._diff: list[Tensor] | None = None
+        self._mask: list[Tensor] | None = None
 
     def gradient(self, step: Any) -> list[Tensor]:
         """``g_t``: the gradient of the summed target over the forget rows, per parameter."""
@@ -234,24 +268,27 @@ class ParameterSSIUU(BoundPenalty):
         config = self.config
         grads = self.gradient(step)
         with torch.no_grad():
-            now = [p.detach() * g for p, g in zip(self.params, grads, strict=True)]
+            spare = self._spare or [torch.empty_like(p) for p in self.params]
+            now = [torch.mul(p.detach(), g, out=buffer)
+                   for p, g, buffer in zip(self.params, grads, spare, strict=True)]
         prev, self.prev = self.prev, now
-        zero = self.params[0].new_zeros(())
+        self._spare = prev
         if prev is None:  # step 1: nothing to compare with
-            self.last = {"value": 0.0, "negative": 0.0}
-            return zero
-        value, surrogate, negative = zero, zero, 0
+            self.last = {"value": 0.0}
+            return self.params[0].new_zeros(())
+        if self._diff is None or self._mask is None:
+            self._diff = [torch.empty_like(p) for p in self.params]
+            self._mask = [torch.empty_like(p, dtype=torch.bool) for p in self.params]
         with torch.no_grad():
-            coefs = []
-            for a, b, g in zip(now, prev, grads, strict=True):
-                v, coef = penalty_coefficient(a, b, config.lam, config.norm, config.negative_set)
-                value = value + v
-                negative += int(((a < 0) if config.negative_set == "current" else (b < 0)).sum())
-                coefs.append(coef.mul_(g))
-        for p, c in zip(self.params, coefs, strict=True):  # d/dphi (phi . c) = c
-            surrogate = surrogate + (p * c).sum()
-        self.last = {"value": float(value), "negative": float(negative)}
-        return value + surrogate - surrogate.detach()
+            value = self.params[0].new_zeros(())
+            directions = []
+            for a, b, g, diff, mask in zip(now, prev, grads, self._diff, self._mask, strict=True):
+                v, direction, scale = _unscaled(a, b, config.norm, config.negative_set, diff, mask)
+                value += v
+                directions.append(direction.mul_(g))  # d penalty / d phi = lam * scale * this
+            value *= config.lam
+        self.last = {"value": float(value)}
+        return _WithGradient.apply(value, config.lam * scale, directions, *self.params)
 
     def record(self) -> dict[str, Any]:
         return {"parameters": len(self.params), "features": sum(p.numel() for p in self.params)}
@@ -289,19 +326,15 @@ class NeuronSSIUU(BoundPenalty):
                   for h, g in zip(hs, grads, strict=True)]
             now = torch.stack([(h.detach() * g).sum((0, 1)) for h, g in zip(hs, gs, strict=True)])
         prev, self.prev = self.prev, now
-        zero = hs[0].new_zeros(())
         if prev is None:
-            self.last = {"value": 0.0, "negative": 0.0}
-            return zero
+            self.last = {"value": 0.0}
+            return hs[0].new_zeros(())
         with torch.no_grad():
-            value, coef = penalty_coefficient(now, prev, config.lam, config.norm,
-                                              config.negative_set)
-        surrogate = zero
-        for j, (h, g) in enumerate(zip(hs, gs, strict=True)):  # d/dh (h . c g) = c g
-            surrogate = surrogate + (h * (g * coef[j])).sum()
-        negative = (now < 0) if config.negative_set == "current" else (prev < 0)
-        self.last = {"value": float(value), "negative": float(negative.sum())}
-        return value + surrogate - surrogate.detach()
+            value, direction, scale = _unscaled(now, prev, config.norm, config.negative_set)
+            value *= config.lam
+            directions = [g * direction[j] for j, g in enumerate(gs)]  # d/dh = lam scale this
+        self.last = {"value": float(value)}
+        return _WithGradient.apply(value, config.lam * scale, directions, *hs)
 
     def record(self) -> dict[str, Any]:
         return {"layers": self.layers, "hooks": list(self.hooks)}
