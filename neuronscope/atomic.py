@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 __all__ = ["atomic_torch_save", "atomic_write_bytes", "atomic_write_text"]
 
 
@@ -44,8 +46,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     """``torch.save(obj)`` to ``path`` atomically; returns the path."""
-    import torch
-
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return atomic_write_bytes(path, buffer.getvalue())

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -155,8 +156,6 @@ class FactSet(Sequence[Fact]):
 
     def fingerprint(self) -> str:
         """A stable hash of the content, for cache keys."""
-        import hashlib
-
         return hashlib.sha256(self.to_jsonl().encode()).hexdigest()[:16]
 
     # --- JSONL ------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from plotly.offline import get_plotlyjs
+
 from neuronscope._version import __version__
 
 __all__ = ["report", "report_path"]
@@ -171,8 +173,6 @@ def report(
         >>> report("out/report.html", {"Heatmap": ns.plots.neuron_heatmap(attr)})  # doctest: +SKIP
         PosixPath('out/report.html')
     """
-    from plotly.offline import get_plotlyjs
-
     target = report_path(path)
     items = _items(sections)
     if settings is not None and not isinstance(settings, Mapping):

@@ -28,7 +28,9 @@ from neuronscope.bench.presets import PRESETS, BenchConfig, MethodSpec
 from neuronscope.bench.result import RobustnessResult
 from neuronscope.facts import FactSet
 from neuronscope.organism import organism
+from neuronscope.plots.robustness import save_benchmark_figures
 from neuronscope.scoring import accuracy
+from neuronscope.unlearning import METHODS, SSIUU, unlearn
 from neuronscope.world import FactWorld
 
 __all__ = ["attack_label", "robustness", "run_unlearning"]
@@ -42,8 +44,6 @@ def attack_label(attack: str, p: float | None) -> str:
 def run_unlearning(model: Any, forget: FactSet, retain: FactSet, spec: MethodSpec, *, target: float,
                    seed: int, world: FactWorld, settings: dict[str, Any]) -> tuple[Any, dict]:
     """Unlearn with ``spec`` until forget accuracy <= ``target``; returns (model, summary)."""
-    from neuronscope.unlearning import SSIUU, unlearn
-
     ssiuu = (SSIUU(spec.lam, level=spec.level, gradient=spec.gradient)
              if spec.lam is not None else None)
     extra = dict(settings)
@@ -163,7 +163,7 @@ def robustness(
             "world": repr(world), "units": units}
     result = RobustnessResult(config=config, rows=rows, curves=curves, meta=meta)
     if out is not None:
-        result.save(out)
+        save_benchmark_figures(result, result.save(out).parent)
     return result
 
 
@@ -188,8 +188,6 @@ def _partial(config: BenchConfig, seeds: tuple[int, ...], rows: list[dict], curv
 
 
 def _check_methods(methods: tuple[MethodSpec, ...]) -> None:
-    from neuronscope.unlearning import METHODS
-
     bad = [m.method for m in methods if m.method not in METHODS]
     if bad:
         raise ValueError(f"unknown unlearning method(s) {bad}; choose from {sorted(METHODS)}")

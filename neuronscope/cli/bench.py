@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from neuronscope.bench import parse_methods, robustness
+
 __all__ = ["add_parser", "run_robustness"]
 
 
@@ -37,8 +39,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_robustness(args: argparse.Namespace) -> int:
-    from neuronscope.bench import parse_methods, robustness
-
     overrides = {}
     if args.methods:
         overrides["methods"] = parse_methods(args.methods)

@@ -22,6 +22,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
+import neuronscope as ns
+from neuronscope import attacks
+from neuronscope.attribution import attribute as attribute_fn
+from neuronscope.diagnostics import diagnose
+from neuronscope.report import report_path
+from neuronscope.unlearning import SSIUU, unlearn
+
 __all__ = ["PRESETS", "DemoResult", "Preset", "add_parser", "run", "run_demo"]
 
 
@@ -148,7 +157,6 @@ def _text(value: Any) -> str:
 def _unlearn(model: Any, method: str, forget: Any, retain: Any, target: float, preset: Preset, seed: int,
              progress: bool) -> Any:
     """``method`` is a base method ("GA", "GD", ...) with an optional "+SSIUU"."""
-    from neuronscope.unlearning import SSIUU, unlearn
 
     base, _, extra = method.lower().partition("+")
     # lam 0.01 is past the reused gradient's tolerance: take the exact one from the start
@@ -174,12 +182,7 @@ def run_demo(
         >>> result.report                                              # doctest: +SKIP
         PosixPath('demo-out/report.html')
     """
-    import torch
 
-    import neuronscope as ns
-    from neuronscope.attribution import attribute as attribute_fn
-    from neuronscope.diagnostics import diagnose
-    from neuronscope.report import report_path
 
     if isinstance(preset, str):
         if preset not in PRESETS:
@@ -277,8 +280,6 @@ def _scores(ns: Any, model: Any, forget: Any, retain: Any) -> dict[str, float]:
 
 def _attacks(unlearned: dict[str, Any], oracle: Any, original: Any, world: Any, forget: Any,
              retain: Any, preset: Preset, seed: int, progress: bool) -> dict[tuple[str, str], Any]:
-    from neuronscope.attacks import relearn
-
     plans = [(f"harmful p={p}", {"attack": "harmful", "p": p}) for p in preset.attack_p]
     plans.append(("benign", {"attack": "benign", "benign": world.benign}))
     results = {}
@@ -287,10 +288,10 @@ def _attacks(unlearned: dict[str, Any], oracle: Any, original: Any, world: Any, 
                         eval_every=preset.attack_eval_every, seed=seed, original=original, progress=progress,
                         **plan)
         # The oracle's attack is the same for every method (same data, same seed): run it once.
-        on_oracle = relearn(oracle, **settings)
+        on_oracle = attacks.relearn(oracle, **settings)
         on_oracle.model = None
         for method, model in unlearned.items():
-            result = relearn(model, **settings)
+            result = attacks.relearn(model, **settings)
             result.oracle, result.model = on_oracle, None
             results[(name, method)] = result
     return results

@@ -24,6 +24,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from neuronscope.atomic import atomic_torch_save
+from neuronscope.diagnostics.compat import check_compatible
 from neuronscope.diagnostics.deltas import hide_index
 from neuronscope.diagnostics.patching import Verification, verify_neurons
 from neuronscope.facts import Fact
@@ -193,8 +194,6 @@ class Diagnosis:
                                                                          for f in self.flagged]
         if not chosen:
             raise ValueError("no neurons were flagged; pass neurons=[(layer, neuron), ...] to test others")
-        from neuronscope.diagnostics.api import check_compatible
-
         check_compatible(before_model, after_model, tokenizer=tokenizer)
         positions = self.meta.get("positions", "prompt")
         result = verify_neurons(before_model, after_model, facts, chosen, n_random=n_random, seed=seed,

@@ -12,7 +12,14 @@ Example:
 
 from neuronscope.plots.diagnosis import d_per_layer, d_scatter
 from neuronscope.plots.heatmap import before_after, neuron_heatmap, select_neurons
-from neuronscope.plots.robustness import attack_grid, lambda_sweep, recovery_curves
+from neuronscope.plots.robustness import (
+    attack_grid,
+    benchmark_bars,
+    benchmark_sweep,
+    lambda_sweep,
+    recovery_curves,
+    save_benchmark_figures,
+)
 from neuronscope.plots.tables import table, top_table
 from neuronscope.plots.theme import apply_theme
 
@@ -20,11 +27,14 @@ __all__ = [
     "apply_theme",
     "attack_grid",
     "before_after",
+    "benchmark_bars",
+    "benchmark_sweep",
     "d_per_layer",
     "d_scatter",
     "lambda_sweep",
     "neuron_heatmap",
     "recovery_curves",
+    "save_benchmark_figures",
     "select_neurons",
     "table",
     "top_table",
