@@ -16,7 +16,16 @@ It reports, summed over fact-neuron pairs: the growth of negative attribution
 already negative (deepening) and on pairs that crossed from >= 0 (crossing), and, over the
 pairs whose negative attribution grew, the sum of each term.
 
-    OMP_NUM_THREADS=1 python benchmarks/attribution_change_split.py --seeds 0 1 2
+Question: when unlearning grows negative attribution, does it move the activation ``h`` (which
+first-order SSIUU penalises) or the gradient ``g`` (which it does not)?
+
+Command (about 2 minutes single-threaded; writes the JSON the docs cite)::
+
+    OMP_NUM_THREADS=1 python studies/attribution_change_split.py --seeds 0 1 2 \
+        --json studies/results/attribution-change-split-tiny.json
+
+Cited in: ``docs/diagnostics.md`` ("Why: SSIUU holds the activation, the optimiser moves the
+gradient"); ``benchmarks/ssiuu_second_order.py`` imports its ``split`` and ``tiny_splits``.
 """
 
 from __future__ import annotations
