@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from neuronscope._version import __version__
 from neuronscope.atomic import atomic_torch_save
 from neuronscope.facts import Fact, FactSet
 from neuronscope.models import _bridge_class, native_config
+from neuronscope.progress import progress_bar
 from neuronscope.scoring import answer_token_logprobs, scores
 from neuronscope.tokenization import WordTokenizer, tokenize
 from neuronscope.world import FactWorld
@@ -162,8 +162,8 @@ def _train(model: Any, facts: FactSet, benign: FactSet, recipe: OrganismRecipe, 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     history: list[dict] = []
     start = time.perf_counter()
-    bar = tqdm(total=recipe.max_epochs, desc="training organism", unit="epoch",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=recipe.max_epochs, desc="training organism", unit="epoch",
+                       enabled=progress, leave=False)
     reached = False
     epoch = 0
     for epoch in range(1, recipe.max_epochs + 1):

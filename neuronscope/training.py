@@ -44,11 +44,11 @@ from typing import Any
 import torch
 from jaxtyping import Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from neuronscope.facts import atomic_write_text
 from neuronscope.hooks import model_device
 from neuronscope.models import copy_model
+from neuronscope.progress import progress_bar
 from neuronscope.tokenization import FactBatch
 
 __all__ = [
@@ -371,8 +371,7 @@ def finetune(
                                   betas=settings.betas)
     history = TrainHistory(settings=settings.to_dict())
     start = time.perf_counter()
-    bar = tqdm(total=settings.max_steps, desc=desc, unit="step", disable=not progress,
-               leave=False)
+    bar = progress_bar(total=settings.max_steps, desc=desc, unit="step", enabled=progress, leave=False)
     try:
         metrics = _evaluate(model, evaluate)
         history.steps.append({"step": 0, "evaluated": evaluate is not None, **metrics})
