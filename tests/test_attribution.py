@@ -49,11 +49,11 @@ def _model(shape: str, hf_folders):
 
 
 @pytest.mark.parametrize("shape,method,quadrature,target", [
-    ("ln_gelu", "ig", "gauss-legendre", "prob"),
+    ("ln_gelu", "ig", "gauss_legendre", "prob"),
     ("ln_gelu", "ig", "riemann_trapezoid", "logprob"),
-    ("rms_gated_rotary", "ig", "gauss-legendre", "prob"),
-    ("rms_gated_rotary", "grad_x_act", "gauss-legendre", "logprob"),
-    ("gpt2", "ig", "gauss-legendre", "logprob"),
+    ("rms_gated_rotary", "ig", "gauss_legendre", "prob"),
+    ("rms_gated_rotary", "grad_x_act", "gauss_legendre", "logprob"),
+    ("gpt2", "ig", "gauss_legendre", "logprob"),
     ("gpt2", "ig", "riemann_middle", "logprob"),
 ])
 def test_engine_matches_reference(shape, method, quadrature, target, hf_folders):
@@ -230,7 +230,7 @@ def test_result_metadata(tiny_org, tiny_world):
     attr = attribute(tiny_org.model, facts, steps=4, layers=[1], progress=False)
     assert isinstance(attr, NeuronAttribution)
     assert attr.fact_ids == facts.ids and attr.layers == [1]
-    assert (attr.method, attr.steps, attr.target, attr.quadrature) == ("ig", 4, "prob", "gauss-legendre")
+    assert (attr.method, attr.steps, attr.target, attr.quadrature) == ("ig", 4, "prob", "gauss_legendre")
     assert attr.scores.dtype == torch.float32 and attr.scores.device.type == "cpu"
     assert attr.convergence_delta.shape == (3, 1)
 

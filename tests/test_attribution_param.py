@@ -24,7 +24,7 @@ def test_param_x_grad_matches_parameter_gradients(shape, hf_folders):
     attr = attribute(model, facts, method="param_x_grad", target=target, tokenizer=tok, progress=False,
                      batch_size=2)
     assert attr.positions == "all" and attr.convergence_delta is None
-    spec = AttributionSpec.make(method="param_x_grad", steps=1, quadrature="gauss-legendre", target=target,
+    spec = AttributionSpec.make(method="param_x_grad", steps=1, quadrature="gauss_legendre", target=target,
                                 positions="all", baseline="zero")
     expected = reference_param_x_grad(copy_model(model), batch_for(model, facts, tok), attr.layers, spec)
     assert expected.abs().max() > 1e-4

@@ -96,7 +96,7 @@ def attribute(
     *,
     method: str = "ig",
     steps: int = 20,
-    quadrature: str = "gauss-legendre",
+    quadrature: str = "gauss_legendre",
     baseline: str = "zero",
     target: str = "prob",
     positions: str = "prompt",

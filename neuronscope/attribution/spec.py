@@ -16,7 +16,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from neuronscope.attribution.quadrature import QUADRATURES, check_steps, quadrature_rule
+from neuronscope.attribution.quadrature import canonical_quadrature, check_steps, quadrature_rule
 from neuronscope.tokenization import FactBatch
 
 __all__ = ["BASELINES", "METHODS", "POSITIONS", "TARGETS", "AttributionSpec", "position_mask",
@@ -54,8 +54,7 @@ class AttributionSpec:
         if not isinstance(baseline, str) or baseline not in BASELINES:
             raise ValueError(f"unknown baseline {baseline!r}; expected one of {BASELINES}")
         steps = check_steps(steps)
-        if quadrature not in QUADRATURES:
-            raise ValueError(f"unknown quadrature {quadrature!r}; expected one of {QUADRATURES}")
+        quadrature = canonical_quadrature(quadrature)
         if method == "ig":
             alphas, weights = quadrature_rule(quadrature, steps)
         else:

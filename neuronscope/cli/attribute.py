@@ -12,7 +12,7 @@ import time
 
 import neuronscope as ns
 from neuronscope.attribution import attribute
-from neuronscope.attribution.quadrature import QUADRATURES
+from neuronscope.attribution.quadrature import QUADRATURES, canonical_quadrature
 from neuronscope.attribution.spec import METHODS, POSITIONS, TARGETS
 
 __all__ = ["add_parser", "run"]
@@ -34,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="where to save the NeuronAttribution (.pt)")
     parser.add_argument("--method", default="ig", choices=METHODS)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--quadrature", default="gauss-legendre", choices=QUADRATURES)
+    parser.add_argument("--quadrature", default="gauss_legendre", type=canonical_quadrature,
+                        help=f"one of {', '.join(QUADRATURES)}")
     parser.add_argument("--target", default="prob", choices=TARGETS)
     parser.add_argument("--positions", default="prompt", choices=POSITIONS)
     parser.add_argument("--layers", type=int, nargs="+", help="model layers (default: all)")
