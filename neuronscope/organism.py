@@ -28,11 +28,13 @@ import torch
 
 from neuronscope._version import __version__
 from neuronscope.atomic import atomic_torch_save
+from neuronscope.deprecation import DeprecatedAlias
 from neuronscope.facts import Fact, FactSet
 from neuronscope.models import _bridge_class, native_config
 from neuronscope.progress import progress_bar
 from neuronscope.scoring import answer_token_logprobs, scores
 from neuronscope.tokenization import WordTokenizer, tokenize
+from neuronscope.types import Model
 from neuronscope.world import FactWorld
 
 __all__ = ["SIZES", "Organism", "OrganismRecipe", "cache_dir", "organism"]
@@ -70,15 +72,18 @@ SIZES: dict[str, OrganismRecipe] = {
 
 @dataclass
 class Organism:
-    """A trained organism: model, tokenizer, training record (unpacks as that triple)."""
+    """A trained organism: its ``bridge`` (a TransformerBridge), tokenizer and training record
+    (unpacks as that triple). ``model`` is the old name of ``bridge`` (deprecated)."""
 
-    model: Any
+    bridge: Model
     tokenizer: WordTokenizer
     record: dict = field(default_factory=dict)
     path: Path | None = None
 
+    model = DeprecatedAlias("bridge", "a bridge's own .model is the Hugging Face module")
+
     def __iter__(self) -> Iterator[Any]:
-        return iter((self.model, self.tokenizer, self.record))
+        return iter((self.bridge, self.tokenizer, self.record))
 
 
 def cache_dir() -> Path:

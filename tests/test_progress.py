@@ -47,5 +47,5 @@ def test_environment_overrides(monkeypatch):
 
 def test_training_draws_nothing_into_a_log(tiny_org, forget_retain, capsys):
     forget, retain = forget_retain
-    ns.unlearn(tiny_org.model, forget, retain, method="ga", max_steps=2, progress=True)
+    ns.unlearn(tiny_org.bridge, forget, retain, method="ga", max_steps=2, progress=True)
     assert "\r" not in capsys.readouterr().err

@@ -29,8 +29,8 @@ QUADRATURES: tuple[str, ...] = (
 )
 
 
-# Other spellings accepted for the names above: hyphens for underscores (``"gauss-legendre"``,
-# the name before 0.x), and captum's ``"gausslegendre"``.
+# Other spellings accepted for the names above: hyphens for underscores (``"gauss-legendre"``, the
+# earlier spelling), and captum's ``"gausslegendre"``.
 _ALIASES = {"gausslegendre": "gauss_legendre"}
 
 

@@ -55,7 +55,7 @@ def run_unlearning(model: Any, forget: FactSet, retain: FactSet, spec: MethodSpe
     seconds = time.perf_counter() - start
     history = result.history
     gradient = result.settings.get("ssiuu_gradient") or {}
-    return result.model, {"unlearn_steps": history.n_steps, "stopped": history.stopped_reason,
+    return result.bridge, {"unlearn_steps": history.n_steps, "stopped": history.stopped_reason,
                           "unlearn_seconds": seconds,
                           "ssiuu_reused_gradient": gradient.get("reused"),
                           "ssiuu_switched_after_step": gradient.get("switched_to_exact_after_step")}
@@ -117,25 +117,25 @@ def robustness(
             org = organism(world, size=config.size, seed=seed, cache=cache, progress=False)
             oracle = organism(world, size=config.size, seed=seed, exclude=forget, cache=cache,
                               progress=False)
-            oracle_forget = float(accuracy(oracle.model, forget))
+            oracle_forget = float(accuracy(oracle.bridge, forget))
             target = {"oracle": oracle_forget, "chance": world.chance(forget)}.get(
                 config.target) if isinstance(config.target, str) else float(config.target)
             units.append({"seed": seed, "n_forget": len(forget), "n_retain": len(retain),
                           "target": target, "oracle_forget_accuracy": oracle_forget,
                           "chance": world.chance(forget),
-                          "original_forget_accuracy": float(accuracy(org.model, forget)),
-                          "original_retain_accuracy": float(accuracy(org.model, retain)),
-                          "oracle_retain_accuracy": float(accuracy(oracle.model, retain))})
+                          "original_forget_accuracy": float(accuracy(org.bridge, forget)),
+                          "original_retain_accuracy": float(accuracy(org.bridge, retain)),
+                          "oracle_retain_accuracy": float(accuracy(oracle.bridge, retain))})
             attack_retain = _retain_sample(retain, config.attack_retain_sample, seed)
-            oracle_runs = _oracle_runs(oracle.model, forget, attack_retain, config, seed, world,
-                                       org.model)
+            oracle_runs = _oracle_runs(oracle.bridge, forget, attack_retain, config, seed, world,
+                                       org.bridge)
             for label, run in oracle_runs.items():
                 rows.append(_row(seed, "oracle", None, label, run, math.nan, units[-1], {}))
                 curves.extend(_curve(seed, "oracle", label, run))
             bar.update(1)
             for spec in methods:
                 bar.set_postfix(seed=seed, method=spec.label)
-                unlearned, summary = run_unlearning(org.model, forget, retain, spec, target=target,
+                unlearned, summary = run_unlearning(org.bridge, forget, retain, spec, target=target,
                                                     seed=seed, world=world,
                                                     settings=config.settings_for(spec.method))
                 summary["forget_accuracy"] = float(accuracy(unlearned, forget))
@@ -147,7 +147,7 @@ def robustness(
                                   p=p if p is not None else 0.3, by=config.attack_by,
                                   benign=world.benign, steps=config.attack_steps, lr=config.attack_lr,
                                   batch_size=config.attack_batch_size,
-                                  eval_every=config.attack_eval_every, seed=seed, original=org.model,
+                                  eval_every=config.attack_eval_every, seed=seed, original=org.bridge,
                                   progress=False)
                     rows.append(_row(seed, spec.label, spec, label, run, oracle_runs[label].attacked,
                                      units[-1], summary))

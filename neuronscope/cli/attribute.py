@@ -58,7 +58,7 @@ def _load(args: argparse.Namespace):
     org = ns.organism(world, size=args.size, seed=args.seed, progress=not args.quiet)
     forget, retain = world.facts.split(forget=0.1, by="group", seed=args.seed)
     facts = {"forget": forget, "retain": retain, "all": world.facts}[args.split]
-    return org.model, facts
+    return org.bridge, facts
 
 
 def run(args: argparse.Namespace) -> int:

@@ -203,7 +203,7 @@ def run_demo(
     forget, retain = world.facts.split(forget=preset.forget, by="group", seed=seed)
     splits = [("all facts", world.facts), ("forget split", forget), ("retain split", retain),
               ("paraphrases (held out)", world.paraphrases), ("benign corpus", world.benign)]
-    tables["organism"] = _accuracy_rows(ns, org.model, splits)
+    tables["organism"] = _accuracy_rows(ns, org.bridge, splits)
     _print_table(tables["organism"], echo)
 
     # 2. The oracle: same recipe, never saw the forget facts.
@@ -215,14 +215,14 @@ def run_demo(
     # 3. Unlearning.
     stages.begin("unlearning with " + ", ".join(preset.methods))
     unlearned: dict[str, Any] = {}
-    rows = [{"model": "original", **_scores(ns, org.model, forget, retain), "steps": 0, "seconds": 0.0},
-            {"model": "oracle", **_scores(ns, oracle.model, forget, retain), "steps": 0, "seconds": 0.0}]
+    rows = [{"model": "original", **_scores(ns, org.bridge, forget, retain), "steps": 0, "seconds": 0.0},
+            {"model": "oracle", **_scores(ns, oracle.bridge, forget, retain), "steps": 0, "seconds": 0.0}]
     goal = rows[1]["forget"]  # every method unlearns down to the oracle's forget accuracy
     for method in preset.methods:
         started = time.perf_counter()
-        result = _unlearn(org.model, method, forget, retain, goal, preset, seed, progress)
-        unlearned[method] = result.model
-        rows.append({"model": method, **_scores(ns, result.model, forget, retain), "steps": result.steps,
+        result = _unlearn(org.bridge, method, forget, retain, goal, preset, seed, progress)
+        unlearned[method] = result.bridge
+        rows.append({"model": method, **_scores(ns, result.bridge, forget, retain), "steps": result.steps,
                      "seconds": time.perf_counter() - started})
     tables["unlearning"] = rows
     echo("")
@@ -234,7 +234,7 @@ def run_demo(
     # log P, not P: once unlearning has collapsed P(answer), attributions of P vanish and every
     # change reads as erasing (docs/diagnostics.md). Read the flags, calibrated on control facts.
     attribute = dict(steps=preset.attribution_steps, target="logprob", progress=progress)
-    before = attribute_fn(org.model, both, **attribute)
+    before = attribute_fn(org.bridge, both, **attribute)
     after = {m: attribute_fn(model, both, **attribute) for m, model in unlearned.items()}
     diagnoses = {m: diagnose(before, after[m], forget, control=control, n_permutations=preset.permutations,
                              seed=seed, progress=progress) for m in unlearned}
@@ -246,7 +246,7 @@ def run_demo(
 
     # 5. Retraining attacks, on every unlearned model and on the oracle.
     stages.begin("retraining attacks (harmful and benign, with the oracle)")
-    attacks = _attacks(unlearned, oracle.model, org.model, world, forget, control, preset, seed, progress)
+    attacks = _attacks(unlearned, oracle.bridge, org.bridge, world, forget, control, preset, seed, progress)
     tables["attacks"] = [_attack_row(name, method, r) for (name, method), r in attacks.items()]
     echo("")
     _print_table([{k: r[k] for k in ("attack", "method", "before attack", "after attack", "oracle after",

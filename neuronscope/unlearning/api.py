@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from neuronscope.atomic import atomic_torch_save
+from neuronscope.deprecation import DeprecatedAlias
 from neuronscope.facts import Fact, FactSet, atomic_write_text
 from neuronscope.hooks import check_layers, model_device
 from neuronscope.scoring import accuracy, answer_logprob, batch_for, get_tokenizer
@@ -51,15 +52,18 @@ DEFAULT_REFUSALS = ("I do not know", "I cannot say", "that is unknown to me")
 
 @dataclass
 class UnlearnResult:
-    """The unlearned model, its training history and every setting used.
+    """The unlearned model (``bridge``; ``model`` is its deprecated old name), its training history
+    and every setting used.
 
     ``save(folder)`` writes ``model.pt`` (state dict), ``history.json`` and ``settings.json``
     atomically; ``UnlearnResult.load(folder, like=original_model)`` rebuilds it.
     """
 
-    model: Any
+    bridge: Any
     history: TrainHistory
     settings: dict = field(default_factory=dict)
+
+    model = DeprecatedAlias("bridge", "a bridge's own .model is the Hugging Face module")
 
     @property
     def forget_accuracy(self) -> float | None:
@@ -84,7 +88,7 @@ class UnlearnResult:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(folder / "model.pt",
-                          {k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+                          {k: v.detach().cpu() for k, v in self.bridge.state_dict().items()})
         self.history.save(folder / "history.json")
         atomic_write_text(folder / "settings.json", json.dumps(self.settings, indent=1))
         return folder
