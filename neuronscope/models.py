@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import copy
 import os
+import types
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["TOKENIZER_FILES", "copy_model", "load_model", "native_config"]
+__all__ = ["TOKENIZER_FILES", "copy_model", "guard_deepcopy", "load_model", "native_config"]
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json",
                    "spiece.model")
@@ -67,7 +68,7 @@ def load_model(
         text = str(folder.resolve())
     model = bridge.boot_transformers(text, device=device, dtype=dtype, **boot_kwargs)
     model.eval()
-    return model
+    return guard_deepcopy(model)
 
 
 def _hub_like(text: str) -> bool:
@@ -76,7 +77,7 @@ def _hub_like(text: str) -> bool:
     return len(parts) <= 2 and all(parts)
 
 
-def copy_model(model: Any) -> Any:
+def copy_model(model: Any, memo: dict[int, Any] | None = None) -> Any:
     """An independent deep copy: no user hooks, nothing shared with the original but the tokenizer.
 
     Two TransformerLens details make a plain ``copy.deepcopy`` unsafe, and both are handled:
@@ -89,20 +90,56 @@ def copy_model(model: Any) -> Any:
       hooks are dropped from the clone (never from the original), and each clone block wires
       its own on its first forward.
 
+    Bridges from :func:`load_model`, ``ns.organism`` and ``copy_model`` itself route a plain
+    ``copy.deepcopy`` here (:func:`guard_deepcopy`). ``memo``: ``deepcopy``'s memo, when called
+    from it.
+
     Example:
-        >>> clone = copy_model(org.model)          # doctest: +SKIP
+        >>> from neuronscope.tiny import tiny_model
+        >>> model = tiny_model()
+        >>> clone = copy_model(model)
+        >>> clone is not model and torch.equal(clone.embed.W_E, model.embed.W_E)
+        True
     """
     tokenizer = getattr(model, "tokenizer", None)
-    memo: dict[int, Any] = {id(tokenizer): tokenizer} if tokenizer is not None else {}
+    memo = {} if memo is None else memo
+    if tokenizer is not None:
+        memo.setdefault(id(tokenizer), tokenizer)
     for module in model.modules():
         for value in vars(module).values():
             if isinstance(value, torch.Tensor) and value.grad_fn is not None:
                 memo[id(value)] = value.detach().clone()
-    clone = copy.deepcopy(model, memo)
+    guard = vars(model).pop("__deepcopy__", None)  # deepcopy would call it again
+    try:
+        clone = copy.deepcopy(model, memo)
+    finally:
+        if guard is not None:
+            vars(model)["__deepcopy__"] = guard
     _drop_copied_capture_hooks(clone)
     if hasattr(clone, "reset_hooks"):
         clone.reset_hooks(including_permanent=False)
-    return clone
+    return guard_deepcopy(clone)
+
+
+def guard_deepcopy(model: Any) -> Any:
+    """Make a plain ``copy.deepcopy(model)`` as safe as :func:`copy_model` (which it then calls);
+    returns ``model``.
+
+    ``copy.deepcopy`` of a bridge that has run copies closures that point at the original, so
+    the copy writes into the original. This sets an instance-level ``__deepcopy__`` on
+    ``model`` (its class is untouched); bridges from :func:`load_model`, ``ns.organism``,
+    ``copy_model`` and :func:`neuronscope.tiny.tiny_model` carry it already.
+
+    Example:
+        >>> import copy
+        >>> from neuronscope.tiny import tiny_model
+        >>> model = tiny_model()
+        >>> clone = copy.deepcopy(model)      # goes through copy_model
+        >>> clone.__deepcopy__.__self__ is clone
+        True
+    """
+    vars(model)["__deepcopy__"] = types.MethodType(copy_model, model)
+    return model
 
 
 _HOOK_DICTS = ("_forward_pre_hooks", "_forward_hooks", "_forward_pre_hooks_with_kwargs",

@@ -30,7 +30,7 @@ from neuronscope._version import __version__
 from neuronscope.atomic import atomic_torch_save
 from neuronscope.deprecation import DeprecatedAlias
 from neuronscope.facts import Fact, FactSet
-from neuronscope.models import _bridge_class, native_config
+from neuronscope.models import _bridge_class, guard_deepcopy, native_config
 from neuronscope.progress import progress_bar
 from neuronscope.scoring import answer_token_logprobs, scores
 from neuronscope.tokenization import WordTokenizer, tokenize
@@ -131,7 +131,7 @@ def _build(world: FactWorld, recipe: OrganismRecipe, seed: int) -> Any:
     )
     model = _bridge_class().boot_native(config, model_name="neuronscope-organism")
     model.tokenizer = world.tokenizer
-    return model
+    return guard_deepcopy(model)
 
 
 def _training_facts(world: FactWorld, recipe: OrganismRecipe, seed: int,

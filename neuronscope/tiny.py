@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from neuronscope.models import _bridge_class, native_config
+from neuronscope.models import _bridge_class, guard_deepcopy, native_config
 from neuronscope.types import Model
 
 __all__ = ["KINDS", "tiny_model"]
@@ -42,4 +42,4 @@ def tiny_model(kind: Literal["ln_gelu", "rms_gated_rotary"] = "ln_gelu", *, d_vo
                                positional_embedding_type="rotary", final_rms=True)
     model = _bridge_class().boot_native(config)
     model.eval()
-    return model
+    return guard_deepcopy(model)

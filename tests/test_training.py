@@ -181,6 +181,52 @@ def test_detached_copy_does_not_write_into_the_original(tiny_org, forget_batch):
     detached_copy(model)  # would raise if a graph tensor had leaked into the original
 
 
+@pytest.mark.parametrize("how", ["deepcopy of a guarded bridge", "deepcopy inside a container"])
+def test_plain_deepcopy_is_safe(tiny_org, forget_batch, how):
+    """copy.deepcopy of a bridge that has run used to copy closures pointing at the original, so
+    a backward pass through the copy left graph tensors in the original."""
+    import copy
+
+    model = tiny_org.bridge
+    with torch.no_grad():
+        model(forget_batch.tokens[:2])
+    if how == "deepcopy of a guarded bridge":
+        clone = copy.deepcopy(model)
+    else:
+        box = copy.deepcopy({"a": model, "b": model})
+        assert box["a"] is box["b"]
+        clone = box["a"]
+    assert clone.tokenizer is model.tokenizer
+    clone(forget_batch.tokens[:4]).sum().backward()
+    leaked = [t for m in model.modules() for t in vars(m).values()
+              if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+    assert not leaked
+    with torch.no_grad():
+        assert torch.allclose(clone(forget_batch.tokens), model(forget_batch.tokens))
+
+
+def test_unguarded_bridge_shows_the_hazard_that_guard_deepcopy_removes(forget_batch):
+    import copy
+
+    from neuronscope.models import guard_deepcopy
+    from neuronscope.tiny import tiny_model
+
+    tokens = forget_batch.tokens[:2].clamp(max=49)
+    model = tiny_model()
+    del vars(model)["__deepcopy__"]  # as a bridge booted by TransformerLens directly
+    with torch.no_grad():
+        model(tokens)
+    copy.deepcopy(model)(tokens).sum().backward()
+    assert any(isinstance(t, torch.Tensor) and t.grad_fn is not None
+               for m in model.modules() for t in vars(m).values())
+    fresh = guard_deepcopy(tiny_model())
+    with torch.no_grad():
+        fresh(tokens)
+    copy.deepcopy(fresh)(tokens).sum().backward()
+    assert not any(isinstance(t, torch.Tensor) and t.grad_fn is not None
+                   for m in fresh.modules() for t in vars(m).values())
+
+
 def test_detached_copy_of_a_model_holding_graph_tensors(tiny_org, forget_batch):
     """A module that cached a tensor from a pass with gradients (as bridge attention does with
     its last pattern) cannot be deep-copied plainly; copy_model (and its alias detached_copy)
@@ -190,9 +236,8 @@ def test_detached_copy_of_a_model_holding_graph_tensors(tiny_org, forget_batch):
     model = detached_copy(tiny_org.bridge)
     module = model.blocks[0].attn
     module._cached_for_test = next(model.parameters()) * 2  # a non-leaf tensor
-    with pytest.raises(RuntimeError):
-        copy.deepcopy(model)
     clone = ns.copy_model(model)
+    assert _same(_state(copy.deepcopy(model)), _state(model))  # guarded: goes through copy_model
     assert _same(_state(clone), _state(model))
     assert module._cached_for_test.grad_fn is not None
     assert clone.blocks[0].attn._cached_for_test.grad_fn is None
