@@ -228,7 +228,7 @@ def test_verify_restores_the_hidden_facts_and_random_sets_do_not(case, hider_dia
                              control=case["retain"])
     assert mean.rebound_accuracy >= 0.5 and mean.p_accuracy <= 0.05
     with pytest.raises(ValueError, match="control facts"):
-        hider_diag.verify(before, hider, case["forget"], restore="control_mean")
+        hider_diag.verify(before, hider, case["forget"], restore="control_mean", control=[])
 
 
 def test_hider_is_flagged_against_a_control_fine_tune_too(case):

@@ -10,8 +10,8 @@ from neuronscope.diagnostics.api import check_compatible, check_tokenizable, dia
 from neuronscope.diagnostics.deltas import d_minus, d_plus, hide_index, summarise
 from neuronscope.diagnostics.diagnosis import Diagnosis, FlaggedNeuron
 from neuronscope.diagnostics.null import NullTest, paired_max_t, two_sample_max_t
-from neuronscope.diagnostics.patching import Verification, matched_random_sets, verify_neurons
+from neuronscope.diagnostics.patching import Score, Verification, matched_random_sets, verify_neurons
 
-__all__ = ["Diagnosis", "FlaggedNeuron", "NullTest", "Verification", "check_compatible",
+__all__ = ["Diagnosis", "FlaggedNeuron", "NullTest", "Score", "Verification", "check_compatible",
            "check_tokenizable", "d_minus", "d_plus", "diagnose", "hide_index", "matched_random_sets",
            "paired_max_t", "summarise", "two_sample_max_t", "verify_neurons"]

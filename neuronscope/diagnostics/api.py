@@ -303,7 +303,7 @@ def diagnose(
         "s0": {k: t.s0 for k, t in tests.items()},
         "notes": notes,
     }
-    return Diagnosis(
+    diagnosis = Diagnosis(
         d_plus=deltas.d_plus, d_minus=deltas.d_minus, layers=list(before_attr.layers),
         fact_ids=FactSet(target_facts).ids, fact_d_plus=deltas.fact_d_plus,
         fact_d_minus=deltas.fact_d_minus, statistic=statistic, p_adjusted=p_adjusted, alpha=alpha,
@@ -312,3 +312,7 @@ def diagnose(
         p_finetune=tests["finetune"].p_adjusted.reshape(shape) if "finetune" in tests else None,
         meta=meta,
     )
+    diagnosis.inputs = {"before": None if _is_attribution(before) else before,
+                        "after": None if _is_attribution(after) else after,
+                        "facts": target_facts, "control": control_facts, "tokenizer": tokenizer}
+    return diagnosis

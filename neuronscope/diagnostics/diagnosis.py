@@ -80,6 +80,9 @@ class Diagnosis:
     p_finetune: Float[Tensor, "layer neuron"] | None = None
     meta: dict = field(default_factory=dict)
     verification: Verification | None = None
+    # What diagnose was given (models, facts, control, tokenizer), so verify() needs no repeat;
+    # kept in memory only (not saved, not compared).
+    inputs: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.layers = [int(layer) for layer in self.layers]
@@ -171,9 +174,9 @@ class Diagnosis:
     # --- the causal test -----------------------------------------------------------------
     def verify(
         self,
-        before_model: Any,
-        after_model: Any,
-        facts: Iterable[Fact],
+        before_model: Any = None,
+        after_model: Any = None,
+        facts: Iterable[Fact] | None = None,
         *,
         n_random: int = 20,
         seed: int = 0,
@@ -189,11 +192,25 @@ class Diagnosis:
         ``restore="original"``: set the neurons, at the attributed positions, to the original
         model's activations; ``"control_mean"``: to their mean over ``control`` facts in the
         unlearned model. The result is also kept in ``self.verification``.
+
+        Models, facts, ``control`` and ``tokenizer`` default to what :func:`diagnose` was given
+        (when it was given models, not saved attributions), so ``diag.verify()`` is enough.
         """
         chosen = [tuple(n) for n in neurons] if neurons is not None else [(f.layer, f.neuron)
                                                                          for f in self.flagged]
         if not chosen:
             raise ValueError("no neurons were flagged; pass neurons=[(layer, neuron), ...] to test others")
+        given = self.inputs
+        before_model = before_model if before_model is not None else given.get("before")
+        after_model = after_model if after_model is not None else given.get("after")
+        facts = facts if facts is not None else given.get("facts")
+        control = control if control is not None else given.get("control")
+        tokenizer = tokenizer if tokenizer is not None else given.get("tokenizer")
+        missing = [name for name, value in (("before_model", before_model), ("after_model", after_model),
+                                            ("facts", facts)) if value is None]
+        if missing:
+            raise ValueError(f"verify needs {', '.join(missing)}: this Diagnosis was loaded or built from "
+                             "saved attributions, so pass them")
         check_compatible(before_model, after_model, tokenizer=tokenizer)
         positions = self.meta.get("positions", "prompt")
         result = verify_neurons(before_model, after_model, facts, chosen, n_random=n_random, seed=seed,
