@@ -76,14 +76,14 @@ def tiny_splits(seeds):
     retain, target)`` with target the oracle's forget accuracy (``hide_index_study.py``)."""
     world = ns.FactWorld.synthetic(n_people=60, seed=0)
     cache = "/tmp/hide_study_cache"
-    before = ns.organism(world, size="tiny", seed=0, cache=cache, progress=False).model
+    before = ns.organism(world, size="tiny", seed=0, cache=cache, progress=False).bridge
 
     def splits():
         for seed in seeds:
             forget, retain = world.facts.split(forget=0.2, by="group", seed=seed)
             oracle = ns.organism(world, size="tiny", seed=0, exclude=forget, cache=cache,
                                  progress=False)
-            yield seed, forget, retain, float(ns.accuracy(oracle.model, forget))
+            yield seed, forget, retain, float(ns.accuracy(oracle.bridge, forget))
 
     return before, splits()
 
@@ -107,7 +107,7 @@ def main() -> None:
                           ssiuu=SSIUU(lam, gradient="exact") if lam is not None else None,
                           max_steps=300, target_forget_accuracy=target, tolerance=1e-6,
                           eval_every=1, seed=seed, progress=False)
-            row = {"seed": seed, "method": name, "steps": res.steps, **split(before, res.model, batch)}
+            row = {"seed": seed, "method": name, "steps": res.steps, **split(before, res.bridge, batch)}
             rows.append(row)
             print(f"| {seed} | {name} | {row['steps']} | {row['growth']:.2f} "
                   f"| {row['deepening']:.2f} / {row['crossing']:.2f} "

@@ -163,7 +163,7 @@ def finetune(model, facts, *, steps: int = 20, lr: float = 1e-3, batch_size: int
 @pytest.fixture(scope="module")
 def case(tiny_world, tiny_org, forget_retain):
     forget, retain = forget_retain
-    before = tiny_org.model
+    before = tiny_org.bridge
     layer = before.cfg.n_layers - 1
     neuron = idle_neuron(before, list(forget) + list(retain))
     keep = list(retain) + list(tiny_world.benign)[:300]
@@ -276,7 +276,7 @@ def test_patching_every_neuron_of_the_changed_layer_reproduces_the_other_model(t
     from neuronscope.diagnostics.patching import _chunks, _patch_from, mlp_activations, patched_scores
 
     forget, _ = forget_retain
-    before = tiny_org.model
+    before = tiny_org.bridge
     other = ns.copy_model(before)
     with torch.no_grad():
         weight = other.original_model.layers[1].mlp.fc_in.weight
@@ -311,16 +311,16 @@ def test_mismatched_models_raise(native_factory, tiny_org, forget_retain):
     with pytest.raises(ValueError, match="d_mlp"):
         check_compatible(two, wide, tokenizer="given")
     # the same network carrying another tokenizer (a bridge refuses to hold a second one)
-    model = tiny_org.model
+    model = tiny_org.bridge
     other = SimpleNamespace(cfg=model.cfg, hook_dict=model.hook_dict, original_model=model.original_model,
                             tokenizer=ns.WordTokenizer.from_texts(["a different world entirely"]))
     with pytest.raises(ValueError, match="different tokenizers"):
         diagnose(model, other, forget, control=retain, progress=False)
     stranger = [ns.Fact("Zyxwv Qqq was born in the city of", "Varno", subject="Zyxwv Qqq")]
     with pytest.raises(ValueError, match="cannot tokenise"):
-        diagnose(tiny_org.model, tiny_org.model, stranger, control=retain, progress=False)
+        diagnose(tiny_org.bridge, tiny_org.bridge, stranger, control=retain, progress=False)
     with pytest.raises(ValueError, match="control is empty"):
-        diagnose(tiny_org.model, tiny_org.model, forget, control=[], progress=False)
+        diagnose(tiny_org.bridge, tiny_org.bridge, forget, control=[], progress=False)
 
 
 def _char_facts(prefix: str, n: int):
@@ -376,7 +376,7 @@ def test_ga_hides_more_than_gd_with_ssiuu(case, tiny_oracle):
     from neuronscope.unlearning import SSIUU, unlearn
 
     forget, retain = case["forget"], case["retain"]
-    chance = ns.accuracy(tiny_oracle.model, forget)
+    chance = ns.accuracy(tiny_oracle.bridge, forget)
     runs = {name: unlearn(case["before"], forget, retain, method=base, ssiuu=ssiuu, max_steps=300,
                           target_forget_accuracy=chance, eval_every=1, progress=False)
             for name, base, ssiuu in (("ga", "ga", None), ("ssiuu", "gd", SSIUU(0.1)))}
@@ -387,6 +387,6 @@ def test_ga_hides_more_than_gd_with_ssiuu(case, tiny_oracle):
     for target in ("prob", "logprob"):
         before_attr = (case["before_attr"] if target == "prob"
                        else attribute(case["before"], everything, steps=STEPS, target=target, progress=False))
-        hide = {name: diagnose(before_attr, result.model, forget, control=retain, progress=False).hide_index
+        hide = {name: diagnose(before_attr, result.bridge, forget, control=retain, progress=False).hide_index
                 for name, result in runs.items()}
         assert hide["ga"] > hide["ssiuu"], (target, hide)

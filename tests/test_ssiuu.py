@@ -161,8 +161,8 @@ def test_penalty_gradient_matches_finite_differences(tiny64, level):
 
 def test_penalty_only_on_facts_seen_before(tiny_org, forget_retain):
     forget, _ = forget_retain
-    batch = batch_for(tiny_org.model, forget)[:6]
-    model = detached_copy(tiny_org.model)
+    batch = batch_for(tiny_org.bridge, forget)[:6]
+    model = detached_copy(tiny_org.bridge)
     penalty = SSIUU(1.0).build(model, batch)
     assert isinstance(penalty, NeuronPenalty)
     first = torch.arange(3)
@@ -178,10 +178,10 @@ def test_penalty_only_on_facts_seen_before(tiny_org, forget_retain):
 
 def test_parameter_level_uses_mlp_parameters(tiny_org, forget_retain):
     forget, _ = forget_retain
-    batch = batch_for(tiny_org.model, forget)
-    penalty = SSIUU(1.0, level="parameter", layers=(1,)).build(tiny_org.model, batch)
+    batch = batch_for(tiny_org.bridge, forget)
+    penalty = SSIUU(1.0, level="parameter", layers=(1,)).build(tiny_org.bridge, batch)
     assert isinstance(penalty, ParameterPenalty)
-    ids = {id(p) for p in tiny_org.model.blocks[1].mlp.parameters()}
+    ids = {id(p) for p in tiny_org.bridge.blocks[1].mlp.parameters()}
     assert {id(p) for p in penalty.params} == ids
 
 
@@ -191,10 +191,10 @@ def test_ssiuu_limits_the_change_of_negative_attributions(tiny_org, forget_retai
     from neuronscope.unlearning import unlearn
 
     forget, retain = forget_retain
-    batch = batch_for(tiny_org.model, forget)
+    batch = batch_for(tiny_org.bridge, forget)
     index = torch.arange(len(batch))
-    reference = SSIUU(1.0).build(tiny_org.model, batch)
-    acts, logp = _acts_logp(tiny_org.model, batch, reference)
+    reference = SSIUU(1.0).build(tiny_org.bridge, batch)
+    acts, logp = _acts_logp(tiny_org.bridge, batch, reference)
     reference.update(acts, logp, batch, index)
 
     def change(model):
@@ -202,9 +202,9 @@ def test_ssiuu_limits_the_change_of_negative_attributions(tiny_org, forget_retai
             return _v(reference.penalty(_acts_logp(model, batch, reference)[0], batch, index))
 
     common = dict(method="gd", max_steps=15, target_forget_accuracy=None, progress=False)
-    base = unlearn(tiny_org.model, forget, retain, **common)
-    guarded = unlearn(tiny_org.model, forget, retain, ssiuu=SSIUU(0.05), **common)
-    assert change(guarded.model) < 0.7 * change(base.model)
+    base = unlearn(tiny_org.bridge, forget, retain, **common)
+    guarded = unlearn(tiny_org.bridge, forget, retain, ssiuu=SSIUU(0.05), **common)
+    assert change(guarded.bridge) < 0.7 * change(base.bridge)
 
 
 def _reuse_step(model, batch, penalty, index, check=False):
@@ -277,7 +277,7 @@ def test_gradient_mode_per_method_and_bad_values(tiny_org, forget_retain):
         SSIUU(1e-3, gradient="cheap")
     forget, retain = forget_retain
     with pytest.raises(ValueError, match="same weight on every fact"):
-        unlearn(tiny_org.model, forget, retain, method="npo", ssiuu=SSIUU(1e-3, gradient="reuse"),
+        unlearn(tiny_org.bridge, forget, retain, method="npo", ssiuu=SSIUU(1e-3, gradient="reuse"),
                 max_steps=1, progress=False)
 
 
@@ -348,7 +348,7 @@ def test_reuse_switches_to_the_extra_pass_when_its_error_passes_the_tolerance(ti
     forget, retain = forget_retain
     common = dict(method="gd", max_steps=6, target_forget_accuracy=None, progress=False)
     with pytest.warns(RuntimeWarning, match="extra backward pass"):
-        big = unlearn(tiny_org.model, forget, retain, ssiuu=SSIUU(1.0), **common)
+        big = unlearn(tiny_org.bridge, forget, retain, ssiuu=SSIUU(1.0), **common)
     info = big.settings["ssiuu_gradient"]
     assert info["reused"] and info["switched_to_exact_after_step"] is not None
 
@@ -356,9 +356,9 @@ def test_reuse_switches_to_the_extra_pass_when_its_error_passes_the_tolerance(ti
         return max(e / d for e, d in zip(info["last_reuse_error"], info["last_drift"], strict=True))
 
     assert worst(info) > 0.25
-    small = unlearn(tiny_org.model, forget, retain, ssiuu=SSIUU(1e-5), **common)
+    small = unlearn(tiny_org.bridge, forget, retain, ssiuu=SSIUU(1e-5), **common)
     info = small.settings["ssiuu_gradient"]
     assert info["reused"] and info["switched_to_exact_after_step"] is None
     assert info["checked_at_steps"] and 0 < worst(info) < 0.25
-    exact = unlearn(tiny_org.model, forget, retain, ssiuu=SSIUU(1.0, gradient="exact"), **common)
+    exact = unlearn(tiny_org.bridge, forget, retain, ssiuu=SSIUU(1.0, gradient="exact"), **common)
     assert not exact.settings["ssiuu_gradient"]["reused"]
