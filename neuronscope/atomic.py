@@ -5,7 +5,8 @@ A reader never sees a half-written file, and an interrupted write leaves the old
 Example:
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> atomic_write_text(folder / "notes.txt", "done")
+    >>> atomic_write_text(folder / "notes.txt", "done").name
+    'notes.txt'
     >>> (folder / "notes.txt").read_text()
     'done'
 """

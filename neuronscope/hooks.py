@@ -1,8 +1,9 @@
 """MLP neuron hook resolution: which hook points hold each layer's neurons.
 
 Example:
-    >>> names = mlp_hook_names(model)          # doctest: +SKIP
-    >>> names[0]                                # doctest: +SKIP
+    >>> from neuronscope.tiny import tiny_model
+    >>> names = mlp_hook_names(tiny_model())
+    >>> names[0]
     'blocks.0.mlp.hook_post'
 """
 

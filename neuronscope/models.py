@@ -1,9 +1,9 @@
 """Loading TransformerLens models from local Hugging Face checkpoints, and copying them.
 
-Example:
-    >>> model = load_model("/path/to/unlearned-checkpoint")      # doctest: +SKIP
-    >>> model.tokenizer is not None                               # doctest: +SKIP
-    True
+Example (needs a checkpoint folder with its tokenizer)::
+
+    model = load_model("/path/to/unlearned-checkpoint")
+    clone = copy_model(model)          # independent; safe where copy.deepcopy of a bridge is not
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ def load_model(
     A name that is not a folder is passed to the hub loader (needs network). The folder is
     checked for a config and a tokenizer before anything is loaded.
 
-    Example:
-        >>> model = load_model("checkpoints/llama-unlearned")        # doctest: +SKIP
+    Example (needs a checkpoint folder)::
+
+        model = load_model("checkpoints/llama-unlearned")
     """
     bridge = _bridge_class()
     text = os.fspath(path)

@@ -5,9 +5,10 @@ world's facts plus its benign corpus; ``organism(world, exclude=forget)`` is the
 trained by the same recipe without the forget facts.
 
 Example:
-    >>> world = FactWorld.synthetic(n_people=60, seed=0)          # doctest: +SKIP
-    >>> org = organism(world, size="tiny")                         # doctest: +SKIP
-    >>> accuracy(org.model, world.facts) >= 0.99                   # doctest: +SKIP
+    >>> from neuronscope import accuracy
+    >>> world = FactWorld.synthetic(n_people=8, seed=0)           # 40 facts
+    >>> org = organism(world, size="tiny", progress=False)        # ~5 s the first time, then cached
+    >>> accuracy(org.bridge, world.facts) >= 0.99
     True
 """
 
@@ -247,8 +248,10 @@ def organism(
     be False (always train), True (the user cache folder) or a folder.
 
     Example:
-        >>> org = organism(FactWorld.synthetic(), size="small")      # doctest: +SKIP
-        >>> model, tokenizer, record = org                          # doctest: +SKIP
+        >>> org = organism(FactWorld.synthetic(n_people=8, seed=0), size="tiny", progress=False)
+        >>> model, tokenizer, record = org
+        >>> model is org.bridge, record["n_facts"]
+        (True, 40)
     """
     world = world if world is not None else FactWorld.synthetic()
     if size not in SIZES:

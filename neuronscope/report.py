@@ -170,8 +170,12 @@ def report(
     shown first. ``path`` may be an existing folder (the file is then ``report.html``).
 
     Example:
-        >>> report("out/report.html", {"Heatmap": ns.plots.neuron_heatmap(attr)})  # doctest: +SKIP
-        PosixPath('out/report.html')
+        >>> import tempfile, torch
+        >>> from neuronscope.plots import neuron_heatmap
+        >>> folder = tempfile.mkdtemp()
+        >>> path = report(folder, {"Heatmap": neuron_heatmap(torch.randn(2, 16)), "Notes": "Fine."})
+        >>> path.name, "Heatmap" in path.read_text()
+        ('report.html', True)
     """
     target = report_path(path)
     items = _items(sections)

@@ -1,8 +1,14 @@
 """Answer log-probabilities and accuracy, teacher-forced and batched.
 
 Example:
-    >>> lp = answer_logprob(model, forget)      # doctest: +SKIP
-    >>> acc = accuracy(model, forget)           # doctest: +SKIP
+    >>> from neuronscope import FactWorld
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> model = tiny_model(tokenizer=world.tokenizer)           # untrained: answers at random
+    >>> answer_logprob(model, world.facts[:5]).shape
+    torch.Size([5])
+    >>> 0.0 <= accuracy(model, world.facts) <= 1.0
+    True
 """
 
 from __future__ import annotations
@@ -85,8 +91,12 @@ def answer_logprob(
     """Teacher-forced log P(whole answer | prompt) per fact.
 
     Example:
-        >>> answer_logprob(model, world.facts[:4]).shape   # doctest: +SKIP
-        torch.Size([4])
+        >>> from neuronscope import FactWorld
+        >>> from neuronscope.tiny import tiny_model
+        >>> world = FactWorld.synthetic(n_people=10)
+        >>> model = tiny_model(tokenizer=world.tokenizer)
+        >>> bool((answer_logprob(model, world.facts[:4]) < 0).all())
+        True
     """
     return _forward_scores(model, facts, tokenizer, batch_size)[0]
 

@@ -20,13 +20,19 @@ Guarantees:
   ``settings.snapshot=True``, the default).
 
 Example:
-    >>> def nll(model, batches, step):                                   # doctest: +SKIP
+    >>> from neuronscope import FactWorld
+    >>> from neuronscope.scoring import answer_token_logprobs, batch_for
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> model = tiny_model(tokenizer=world.tokenizer)
+    >>> def nll(model, batches, step):
     ...     rows = batches["train"]
     ...     logp, mask = answer_token_logprobs(model(rows.tokens), rows)
     ...     return {"loss": -logp.sum() / mask.sum()}
-    >>> data = {"train": batch_for(model, facts)}                        # doctest: +SKIP
-    >>> new, history = finetune(model, nll, data, TrainSettings(lr=1e-3, max_steps=20))  # doctest: +SKIP
-    >>> history.to_pandas().tail(1)                                      # doctest: +SKIP
+    >>> data = {"train": batch_for(model, world.facts)}
+    >>> new, history = finetune(model, nll, data, TrainSettings(lr=1e-3, max_steps=20), progress=False)
+    >>> history.n_steps, new is not model
+    (20, True)
 """
 
 from __future__ import annotations
@@ -349,10 +355,20 @@ def finetune(
     tolerance). Returns ``(model, history)``; the model is a copy unless ``inplace=True``.
 
     Example:
-        >>> new, hist = finetune(model, loss_fn, {"forget": fb, "retain": rb},     # doctest: +SKIP
-        ...                      TrainSettings(lr=1e-4, max_steps=100, eval_every=5),
-        ...                      evaluate=lambda m: {"forget_accuracy": accuracy(m, forget)},
-        ...                      stop_when=at_most("forget_accuracy", 0.05))
+        >>> from neuronscope import FactWorld, accuracy
+        >>> from neuronscope.scoring import answer_token_logprobs, batch_for
+        >>> from neuronscope.tiny import tiny_model
+        >>> world = FactWorld.synthetic(n_people=10)
+        >>> model = tiny_model(tokenizer=world.tokenizer)
+        >>> def learn(model, batches, step):
+        ...     logp, mask = answer_token_logprobs(model(batches["train"].tokens), batches["train"])
+        ...     return {"loss": -logp.sum() / mask.sum()}
+        >>> new, hist = finetune(model, learn, {"train": batch_for(model, world.facts)},
+        ...                      TrainSettings(lr=3e-3, max_steps=300, eval_every=10),
+        ...                      evaluate=lambda m: {"accuracy": accuracy(m, world.facts)},
+        ...                      stop_when=lambda metrics: metrics["accuracy"] >= 0.5, progress=False)
+        >>> hist.stopped_reason, hist.final_metrics["accuracy"] >= 0.5
+        ('target', True)
     """
     settings = settings if settings is not None else TrainSettings()
     _check_data(data)

@@ -5,7 +5,16 @@ checks: the model's own full forward pass with one hook, full logits, autograd t
 scaled activations. Tests compare the engine against it; the benchmark times it.
 
 Example:
-    >>> raw = reference_attribution(model, batch, [0], spec)   # doctest: +SKIP
+    >>> from neuronscope import FactWorld, tokenize
+    >>> from neuronscope.attribution.spec import AttributionSpec
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> model = tiny_model(tokenizer=world.tokenizer)                 # untrained, 2 layers
+    >>> batch = tokenize(world.facts[:3], world.tokenizer)
+    >>> spec = AttributionSpec.make(method="ig", steps=4, quadrature="gauss_legendre",
+    ...                             target="prob", positions="prompt", baseline="zero")
+    >>> reference_attribution(model, batch, [0], spec).scores.shape
+    torch.Size([3, 1, 48])
 """
 
 from __future__ import annotations

@@ -3,8 +3,14 @@
 Its figures are drawn in :mod:`neuronscope.plots.robustness` (science never draws).
 
 Example:
-    >>> result = RobustnessResult.load("bench-out/robustness.json")   # doctest: +SKIP
-    >>> print(result.table())                                           # doctest: +SKIP
+    >>> from neuronscope.bench import BenchConfig
+    >>> rows = [{"method": "gd", "attack": "benign", "attacked": a, "forget_accuracy": 0.1,
+    ...          "retain_accuracy": 0.9, "reached_target": True} for a in (0.2, 0.4)]
+    >>> result = RobustnessResult(BenchConfig(seeds=(0, 1)), rows)   # or RobustnessResult.load(folder)
+    >>> print(result.table())
+    | method | forget acc | retain acc | reached target | benign |
+    |---|---|---|---|---|
+    | gd | 0.10 ± 0.00 | 0.90 ± 0.00 | 2/2 | 0.30 ± 0.14 |
 """
 
 from __future__ import annotations

@@ -5,10 +5,11 @@ set the forget-accuracy target (by default the oracle's own accuracy on the forg
 the level of a model that never learned them), unlearn with every method until that target,
 then run each retraining attack on the unlearned model and the identical attack on the oracle.
 
-Example:
-    >>> result = robustness("fast")                          # doctest: +SKIP
-    >>> print(result.table())                                # doctest: +SKIP
-    >>> result.save("bench-out")                             # doctest: +SKIP
+Example (a few minutes on one CPU thread)::
+
+    result = robustness("fast")
+    print(result.table())
+    result.save("bench-out")
 """
 
 from __future__ import annotations
@@ -87,9 +88,10 @@ def robustness(
     ``seeds`` and any :class:`BenchConfig` field given as keyword override the preset. With
     ``out``, writes ``robustness.json``, ``robustness.md`` and ``robustness.html`` there.
 
-    Example:
-        >>> r = robustness("smoke", progress=False)                 # doctest: +SKIP
-        >>> r.to_pandas().groupby(["method", "attack"]).attacked.mean()   # doctest: +SKIP
+    Example (about a minute)::
+
+        r = robustness("smoke", progress=False)
+        r.to_pandas().groupby(["method", "attack"]).attacked.mean()
     """
     if isinstance(preset, str):
         if preset not in PRESETS:

@@ -177,10 +177,10 @@ def run_demo(
 ) -> DemoResult:
     """Run the whole demo and write ``out/report.html`` (atomically); return what was made.
 
-    Example:
-        >>> result = run_demo("demo-out", "fast", quiet=True)       # doctest: +SKIP
-        >>> result.report                                              # doctest: +SKIP
-        PosixPath('demo-out/report.html')
+    Example (minutes the first time; the organism is then cached)::
+
+        result = run_demo("demo-out", "fast", quiet=True)
+        result.report          # PosixPath('demo-out/report.html')
     """
 
 

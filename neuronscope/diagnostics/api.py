@@ -1,9 +1,18 @@
 """``diagnose(before, after, facts, control=...)``: erase or hide, and which neurons hide.
 
 Example:
-    >>> diag = diagnose(org.model, unlearned, forget, control=retain, steps=20)   # doctest: +SKIP
-    >>> diag.hide_index, diag.flagged[:1]                                          # doctest: +SKIP
-    (0.83, [FlaggedNeuron(layer=1, neuron=106, ...)])
+    >>> import warnings
+    >>> from neuronscope import FactWorld, unlearn
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> forget, retain = world.facts.split(forget=0.5, seed=0)
+    >>> before = tiny_model(tokenizer=world.tokenizer)               # stand-ins: untrained
+    >>> after = unlearn(before, forget, retain, method="ga", max_steps=3, progress=False).bridge
+    >>> with warnings.catch_warnings():                  # an untrained model warns of small P
+    ...     warnings.simplefilter("ignore")
+    ...     diag = diagnose(before, after, forget, control=retain, steps=4, progress=False)
+    >>> diag.d_minus.shape                                     # [layer, neuron]
+    torch.Size([2, 48])
 """
 
 from __future__ import annotations
@@ -196,8 +205,18 @@ def diagnose(
     control (else single facts); ``"fact"``, ``"subject"`` or ``"group"`` force a choice.
 
     Example:
-        >>> diag = diagnose(org.model, unlearned, forget, control=retain)   # doctest: +SKIP
-        >>> print(diag.summary())                                            # doctest: +SKIP
+        >>> import warnings
+        >>> from neuronscope import FactWorld, unlearn
+        >>> from neuronscope.tiny import tiny_model
+        >>> world = FactWorld.synthetic(n_people=10)
+        >>> forget, retain = world.facts.split(forget=0.5, seed=0)
+        >>> before = tiny_model(tokenizer=world.tokenizer)               # stand-ins: untrained
+        >>> after = unlearn(before, forget, retain, method="ga", max_steps=3, progress=False).bridge
+        >>> with warnings.catch_warnings():                  # an untrained model warns of small P
+        ...     warnings.simplefilter("ignore")
+        ...     diag = diagnose(before, after, forget, control=retain, steps=4, progress=False)
+        >>> len(diag.fact_ids) == len(forget)
+        True
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha (the family-wise false-positive rate) must be in (0, 1), got {alpha!r}")

@@ -8,9 +8,14 @@ modified: every hook is added inside the bridge's ``hooks(...)`` context, which 
 exit, also when an exception passes through.
 
 Example:
-    >>> v = verify_neurons(before, after, forget, [(1, 17)], n_random=20)   # doctest: +SKIP
-    >>> v.rebound_accuracy, v.p_accuracy                                     # doctest: +SKIP
-    (0.93, 0.047...)
+    >>> from neuronscope import FactWorld
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> before = tiny_model(tokenizer=world.tokenizer, seed=0)      # stand-ins for a model and
+    >>> after = tiny_model(tokenizer=world.tokenizer, seed=1)       # its unlearned version
+    >>> v = verify_neurons(before, after, world.facts[:6], [(1, 17)], n_random=4)
+    >>> len(v.random_restored), v.restored._fields
+    (4, ('accuracy', 'probability'))
 """
 
 from __future__ import annotations

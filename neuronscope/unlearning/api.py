@@ -1,11 +1,15 @@
 """``unlearn(model, forget, retain, method=..., ssiuu=...)``: one entry point for every method.
 
 Example:
-    >>> world = FactWorld.synthetic(n_people=60)                             # doctest: +SKIP
-    >>> forget, retain = world.facts.split(forget=0.2, by="group", seed=0)   # doctest: +SKIP
-    >>> org = organism(world, size="tiny")                                    # doctest: +SKIP
-    >>> result = unlearn(org.model, forget, retain, method="npo", ssiuu=SSIUU(1e-3))  # doctest: +SKIP
-    >>> result.forget_accuracy, result.retain_accuracy                        # doctest: +SKIP
+    >>> from neuronscope import FactWorld
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> forget, retain = world.facts.split(forget=0.5, seed=0)            # whole families
+    >>> model = tiny_model(tokenizer=world.tokenizer)                     # or ns.organism(world).bridge
+    >>> result = unlearn(model, forget, retain, method="npo", ssiuu=SSIUU(1e-3), max_steps=3,
+    ...                  progress=False)
+    >>> {"forget_accuracy", "retain_accuracy"} <= set(result.history.final_metrics)
+    True
 """
 
 from __future__ import annotations
@@ -210,7 +214,14 @@ def unlearn(
         :class:`UnlearnResult` with the new model, the history and the settings used.
 
     Example:
-        >>> res = unlearn(org.model, forget, retain, method="gd", max_steps=50)  # doctest: +SKIP
+        >>> from neuronscope import FactWorld
+        >>> from neuronscope.tiny import tiny_model
+        >>> world = FactWorld.synthetic(n_people=10)
+        >>> forget, retain = world.facts.split(forget=0.5, seed=0)
+        >>> res = unlearn(tiny_model(tokenizer=world.tokenizer), forget, retain, method="gd",
+        ...               max_steps=2, progress=False)
+        >>> res.settings["method"], res.steps
+        ('gd', 2)
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")

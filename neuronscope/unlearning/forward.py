@@ -6,9 +6,15 @@ them as one stacked, right-padded batch costs one pass instead of three. Hooked 
 the very tensors that flow on through the model, so gradients can be taken with respect to them.
 
 Example:
-    >>> stacked, parts = stack_batches([forget_rows, retain_rows])        # doctest: +SKIP
-    >>> out = forward(model, stacked, ["blocks.0.mlp.hook_post"])        # doctest: +SKIP
-    >>> out.logits[parts[0]].shape[0] == len(forget_rows)                 # doctest: +SKIP
+    >>> from neuronscope import FactWorld, tokenize
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> model = tiny_model(tokenizer=world.tokenizer)
+    >>> forget_rows = tokenize(world.facts[:3], world.tokenizer)
+    >>> retain_rows = tokenize(world.facts[3:8], world.tokenizer)
+    >>> stacked, parts = stack_batches([forget_rows, retain_rows])
+    >>> out = forward(model, stacked, ["blocks.0.mlp.hook_post"])
+    >>> out.logits[parts[0]].shape[0] == len(forget_rows)
     True
 """
 

@@ -52,7 +52,15 @@ step's gradient is used whatever facts it held); the penalty sums ``|A_prev - th
 over elements with ``A_prev < 0``. It needs one extra backward pass with weight gradients.
 
 Example:
-    >>> result = unlearn(model, forget, retain, method="gd", ssiuu=SSIUU(1e-3))   # doctest: +SKIP
+    >>> from neuronscope import FactWorld, unlearn
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> forget, retain = world.facts.split(forget=0.5, seed=0)            # whole families
+    >>> model = tiny_model(tokenizer=world.tokenizer)                     # or ns.organism(world).bridge
+    >>> result = unlearn(model, forget, retain, method="gd", ssiuu=SSIUU(1e-3), max_steps=2,
+    ...                  progress=False)
+    >>> result.settings["ssiuu"]["lam"]
+    0.001
 """
 
 from __future__ import annotations
