@@ -51,7 +51,7 @@ def batch_for(model: Any, facts: Iterable[Fact] | FactBatch, tokenizer: Any = No
 
 def answer_token_logprobs(
     logits: Float[Tensor, "fact seq vocab"], batch: FactBatch
-) -> tuple[Float[Tensor, "fact seq"], Bool[Tensor, "fact seq"]]:
+) -> tuple[Float[Tensor, "fact seq-1"], Bool[Tensor, "fact seq-1"]]:
     """Log-probability of each next token and a mask of the scored (answer) predictions.
 
     Entry ``t`` scores token ``t + 1`` given tokens ``0..t``.
