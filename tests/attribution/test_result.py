@@ -7,8 +7,8 @@ import torch
 
 from neuronscope.attribution import NeuronAttribution, attribute
 from neuronscope.attribution.quadrature import quadrature_rule
+from tests.attribution.test_engine import TOKENIZER, word_facts
 from tests.conftest import make_native
-from tests.test_attribution import TOKENIZER, word_facts
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from neuronscope.attribution.reference import reference_param_x_grad
 from neuronscope.attribution.spec import AttributionSpec
 from neuronscope.models import copy_model, load_model
 from neuronscope.scoring import batch_for
+from tests.attribution.test_engine import CHAR_FACTS, TOKENIZER, word_facts
 from tests.conftest import make_native
-from tests.test_attribution import CHAR_FACTS, TOKENIZER, word_facts
 
 
 @pytest.mark.parametrize("shape", ["ln_gelu", "rms_gated_rotary", "gpt2"])
