@@ -58,7 +58,8 @@ def answer_token_logprobs(
     """
     target = batch.tokens[:, 1:]
     mask = batch.answer_mask[:, 1:]
-    logp = logits[:, :-1].float().log_softmax(-1)
+    # at least float32 (half-precision logits upcast; float64 stays float64)
+    logp = logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
     picked = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
     return picked * mask, mask
 

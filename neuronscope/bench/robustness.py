@@ -18,6 +18,7 @@ import math
 import platform
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,13 @@ import torch
 from tqdm.auto import tqdm
 
 from neuronscope.attacks import relearn
-from neuronscope.bench.presets import PRESETS, BenchConfig, MethodSpec
+from neuronscope.bench.presets import PRESETS, BenchConfig
 from neuronscope.bench.result import RobustnessResult
 from neuronscope.facts import FactSet
 from neuronscope.organism import organism
 from neuronscope.plots.robustness import save_benchmark_figures
 from neuronscope.scoring import accuracy
-from neuronscope.unlearning import METHODS, SSIUU, unlearn
+from neuronscope.unlearning import Recipe, get_method, unlearn
 from neuronscope.world import FactWorld
 
 __all__ = ["attack_label", "robustness", "run_unlearning"]
@@ -42,24 +43,24 @@ def attack_label(attack: str, p: float | None) -> str:
     return f"harmful p={p:g}" if attack == "harmful" else "benign"
 
 
-def run_unlearning(model: Any, forget: FactSet, retain: FactSet, spec: MethodSpec, *, target: float,
+def run_unlearning(model: Any, forget: FactSet, retain: FactSet, spec: Recipe, *, target: float,
                    seed: int, world: FactWorld, settings: dict[str, Any]) -> tuple[Any, dict]:
-    """Unlearn with ``spec`` until forget accuracy <= ``target``; returns (model, summary)."""
-    ssiuu = (SSIUU(spec.lam, level=spec.level, gradient=spec.gradient)
-             if spec.lam is not None else None)
+    """Unlearn with recipe ``spec`` until forget accuracy <= ``target``; returns (model, summary)."""
     extra = dict(settings)
-    if spec.method == "dpo":
+    if get_method(spec.method).needs_refusals:
         extra.setdefault("refusals", world.refusals)
     start = time.perf_counter()
-    result = unlearn(model, forget, retain, method=spec.method, ssiuu=ssiuu,
-                     target_forget_accuracy=target, seed=seed, progress=False, **extra)
+    with warnings.catch_warnings():  # a missed target is recorded in the row (reached_target)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = unlearn(model, forget, retain, method=spec, target_forget_accuracy=target,
+                         seed=seed, progress=False, **extra)
     seconds = time.perf_counter() - start
     history = result.history
-    gradient = result.settings.get("ssiuu_gradient") or {}
-    return result.bridge, {"unlearn_steps": history.n_steps, "stopped": history.stopped_reason,
-                          "unlearn_seconds": seconds,
-                          "ssiuu_reused_gradient": gradient.get("reused"),
-                          "ssiuu_switched_after_step": gradient.get("switched_to_exact_after_step")}
+    summary = {"unlearn_steps": history.n_steps, "stopped": history.stopped_reason,
+               "unlearn_seconds": seconds}
+    if "lr_search" in result.settings:
+        summary["lr"] = result.settings["lr_search"]["chosen"]
+    return result.bridge, summary
 
 
 def _oracle_runs(oracle: Any, forget: FactSet, retain: FactSet, config: BenchConfig, seed: int,
@@ -139,7 +140,7 @@ def robustness(
                 bar.set_postfix(seed=seed, method=spec.label)
                 unlearned, summary = run_unlearning(org.bridge, forget, retain, spec, target=target,
                                                     seed=seed, world=world,
-                                                    settings=config.settings_for(spec.method))
+                                                    settings=config.settings_for(spec.method_name))
                 summary["forget_accuracy"] = float(accuracy(unlearned, forget))
                 summary["retain_accuracy"] = float(accuracy(unlearned, retain))
                 summary["reached_target"] = summary["forget_accuracy"] <= target + 1e-6
@@ -189,19 +190,19 @@ def _partial(config: BenchConfig, seeds: tuple[int, ...], rows: list[dict], curv
     return RobustnessResult(config.with_overrides(seeds=seeds), list(rows), list(curves), meta)
 
 
-def _check_methods(methods: tuple[MethodSpec, ...]) -> None:
-    bad = [m.method for m in methods if m.method not in METHODS]
-    if bad:
-        raise ValueError(f"unknown unlearning method(s) {bad}; choose from {sorted(METHODS)}")
+def _check_methods(methods: tuple[Recipe, ...]) -> None:
+    for recipe in methods:  # recipes are checked when built; anything else fails here
+        if not isinstance(recipe, Recipe):
+            raise ValueError(f"benchmark methods must be recipes, got {recipe!r}")
 
 
-def _row(seed: int, method: str, spec: MethodSpec | None, attack: str, run: Any, oracle_attacked: float,
+def _row(seed: int, method: str, spec: Recipe | None, attack: str, run: Any, oracle_attacked: float,
          unit: dict, summary: dict) -> dict:
     metrics = run.metrics
     return {
         "seed": seed, "method": method,
-        "base": spec.method if spec is not None else "oracle",
-        "lambda": spec.lam if spec is not None and spec.lam is not None else 0.0,
+        "base": spec.method_name if spec is not None else "oracle",
+        "lambda": spec.lam if spec is not None else 0.0,
         "attack": attack, "target": unit["target"],
         "forget_accuracy": summary.get("forget_accuracy", unit["oracle_forget_accuracy"]),
         "retain_accuracy": summary.get("retain_accuracy", unit["oracle_retain_accuracy"]),
@@ -213,10 +214,7 @@ def _row(seed: int, method: str, spec: MethodSpec | None, attack: str, run: Any,
         "normalised_recovery": metrics.normalised_recovery,
         "excess_recovery": (metrics.attacked - oracle_attacked) if spec is not None else 0.0,
         "retain_after_attack": run.retain_after,
-        # neuron-level SSIUU: g reused from the main backward pass, and the step after which
-        # the reuse guard switched to the extra pass (None: never; both None without SSIUU)
-        "ssiuu_reused_gradient": summary.get("ssiuu_reused_gradient"),
-        "ssiuu_switched_after_step": summary.get("ssiuu_switched_after_step"),
+        "unlearn_lr": summary.get("lr"),
     }
 
 

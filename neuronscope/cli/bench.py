@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     robust.add_argument("--out", default="bench-robustness", type=Path,
                         help="folder for robustness.json, robustness.md and robustness.html")
     robust.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the preset's)")
-    robust.add_argument("--methods", help="comma-separated, e.g. 'ga,gd,gd+ssiuu:0.01' "
+    robust.add_argument("--methods", help="comma-separated recipes, e.g. 'ga,gd,gd+ssiuu(1e-3)' "
                         "(default: the preset's)")
     robust.add_argument("--sweep", type=float, nargs="*", help="SSIUU lambdas for the sweep")
     robust.add_argument("--forget-by", choices=("group", "subject", "fact"),

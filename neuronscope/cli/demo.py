@@ -29,7 +29,7 @@ from neuronscope import attacks
 from neuronscope.attribution import attribute as attribute_fn
 from neuronscope.diagnostics import diagnose
 from neuronscope.report import report_path
-from neuronscope.unlearning import SSIUU, unlearn
+from neuronscope.unlearning import parse_recipe, unlearn
 
 __all__ = ["PRESETS", "DemoResult", "Preset", "add_parser", "run", "run_demo"]
 
@@ -159,9 +159,9 @@ def _unlearn(model: Any, method: str, forget: Any, retain: Any, target: float, p
     """``method`` is a base method ("GA", "GD", ...) with an optional "+SSIUU"."""
 
     base, _, extra = method.lower().partition("+")
-    # lam 0.01 is past the reused gradient's tolerance: take the exact one from the start
-    ssiuu = SSIUU(preset.ssiuu_lambda, gradient="exact") if extra == "ssiuu" else None
-    return unlearn(model, forget, retain, method=base, ssiuu=ssiuu, max_steps=preset.unlearn_steps,
+    recipe = parse_recipe(f"{base}+ssiuu({preset.ssiuu_lambda:g})" if extra == "ssiuu"
+                          else method.lower())
+    return unlearn(model, forget, retain, method=recipe, max_steps=preset.unlearn_steps,
                    lr=preset.unlearn_lr, eval_every=preset.unlearn_eval_every,
                    target_forget_accuracy=target, seed=seed, progress=progress)
 

@@ -1,20 +1,27 @@
-"""Unlearning methods (GA, GD, NPO, SimNPO, DPO, RMU) and the SSIUU regulariser.
+"""Unlearning: methods (GA, GD, NPO, SimNPO, DPO, RMU) and penalties (SSIUU) as objects.
 
 Example:
-    >>> from neuronscope import FactWorld
-    >>> from neuronscope.tiny import tiny_model
-    >>> world = FactWorld.synthetic(n_people=10)
-    >>> forget, retain = world.facts.split(forget=0.5, seed=0)            # whole families
-    >>> model = tiny_model(tokenizer=world.tokenizer)                     # or ns.organism(world).bridge
-    >>> result = unlearn(model, forget, retain, method="gd", ssiuu=SSIUU(1e-3), max_steps=2,
-    ...                  progress=False)
-    >>> result.steps, result.bridge is not model
-    (2, True)
+    >>> sorted(METHODS)
+    ['dpo', 'ga', 'gd', 'npo', 'rmu', 'simnpo']
+    >>> parse_recipe("gd+ssiuu").label
+    'gd+ssiuu(0.001)'
 """
 
-from neuronscope.unlearning.api import UnlearnResult, unlearn
-from neuronscope.unlearning.methods import COMMON_DEFAULTS, METHODS, Method, UnlearningLoss
+from neuronscope.unlearning.api import LR_GRID, UnlearnResult, search_lr, unlearn
+from neuronscope.unlearning.methods import (
+    COMMON_DEFAULTS,
+    METHODS,
+    Setup,
+    Step,
+    UnlearningMethod,
+    get_method,
+    register_method,
+)
+from neuronscope.unlearning.penalties import PENALTIES, BoundPenalty, Penalty, register_penalty
+from neuronscope.unlearning.recipe import Recipe, parse_recipe, parse_recipes
 from neuronscope.unlearning.ssiuu import SSIUU
 
-__all__ = ["COMMON_DEFAULTS", "METHODS", "SSIUU", "Method", "UnlearnResult", "UnlearningLoss",
+__all__ = ["COMMON_DEFAULTS", "LR_GRID", "METHODS", "PENALTIES", "SSIUU", "BoundPenalty", "Penalty",
+           "Recipe", "Setup", "Step", "UnlearnResult", "UnlearningMethod", "get_method",
+           "parse_recipe", "parse_recipes", "register_method", "register_penalty", "search_lr",
            "unlearn"]

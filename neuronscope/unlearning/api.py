@@ -1,24 +1,31 @@
-"""``unlearn(model, forget, retain, method=..., ssiuu=...)``: one entry point for every method.
+"""``unlearn(model, forget, retain, method=..., penalty=...)``: one entry point for every method.
+
+Nothing here knows a method by name: what a method needs (a retain set, a frozen reference,
+refusal answers), its settings and its losses come from the method object (see
+:mod:`neuronscope.unlearning.methods`); penalties (:class:`~neuronscope.unlearning.SSIUU`, or
+your own) from their objects.
 
 Example:
-    >>> from neuronscope import FactWorld
+    >>> from neuronscope import SSIUU, FactWorld
     >>> from neuronscope.tiny import tiny_model
-    >>> world = FactWorld.synthetic(n_people=10)
-    >>> forget, retain = world.facts.split(forget=0.5, seed=0)            # whole families
-    >>> model = tiny_model(tokenizer=world.tokenizer)                     # or ns.organism(world).bridge
-    >>> result = unlearn(model, forget, retain, method="npo", ssiuu=SSIUU(1e-3), max_steps=3,
-    ...                  progress=False)
-    >>> {"forget_accuracy", "retain_accuracy"} <= set(result.history.final_metrics)
-    True
+    >>> world = FactWorld.synthetic(n_people=20)
+    >>> forget, retain = world.facts.split(forget=0.2, by="group", seed=0)
+    >>> model = tiny_model(tokenizer=world.tokenizer)                 # or ns.organism(world).bridge
+    >>> result = unlearn(model, forget, retain, method="gd", penalty=SSIUU(1e-3), max_steps=2,
+    ...                  target_forget_accuracy=None, progress=False)
+    >>> result.steps
+    2
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import random
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +35,8 @@ import torch
 from neuronscope.atomic import atomic_torch_save
 from neuronscope.deprecation import DeprecatedAlias
 from neuronscope.facts import Fact, FactSet, atomic_write_text
-from neuronscope.hooks import check_layers, model_device
-from neuronscope.scoring import accuracy, answer_logprob, batch_for, get_tokenizer
+from neuronscope.hooks import model_device
+from neuronscope.scoring import accuracy, batch_for, get_tokenizer
 from neuronscope.tokenization import FactBatch, tokenize
 from neuronscope.training import (
     TrainHistory,
@@ -38,20 +45,18 @@ from neuronscope.training import (
     detached_copy,
     finetune,
 )
-from neuronscope.unlearning.forward import forward
-from neuronscope.unlearning.methods import (
-    COMMON_DEFAULTS,
-    METHOD_KEYS,
-    METHODS,
-    RETAIN_LOSSES,
-    UnlearningLoss,
-    rmu_hook,
-)
-from neuronscope.unlearning.ssiuu import SSIUU, NeuronPenalty
+from neuronscope.unlearning.loss import UnlearningLoss
+from neuronscope.unlearning.methods import COMMON_DEFAULTS, METHODS, Setup, get_method
+from neuronscope.unlearning.penalties import as_penalties
+from neuronscope.unlearning.recipe import Recipe
 
-__all__ = ["UnlearnResult", "unlearn"]
+__all__ = ["LR_GRID", "UnlearnResult", "search_lr", "unlearn"]
 
 DEFAULT_REFUSALS = ("I do not know", "I cannot say", "that is unknown to me")
+LR_GRID = (3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
+"""The learning rates ``lr="search"`` tries (see :func:`search_lr`)."""
+
+Metric = Callable[[Any, FactSet], float]
 
 
 @dataclass
@@ -81,11 +86,18 @@ class UnlearnResult:
     def steps(self) -> int:
         return self.history.n_steps
 
+    @property
+    def reached_target(self) -> bool | None:
+        """Whether the run stopped at its forget target (None: it had no target)."""
+        if self.settings.get("target_forget_accuracy") is None:
+            return None
+        return self.history.stopped_reason == "target"
+
     def to_pandas(self) -> Any:
-        """The per-step history (one row per step) with the method and SSIUU settings added."""
+        """The per-step history (one row per step) with the method and recipe added."""
         frame = self.history.to_pandas()
         frame["method"] = self.settings.get("method")
-        frame["ssiuu_lam"] = (self.settings.get("ssiuu") or {}).get("lam", 0.0)
+        frame["recipe"] = self.settings.get("recipe")
         return frame
 
     def save(self, folder: str | os.PathLike) -> Path:
@@ -108,13 +120,16 @@ class UnlearnResult:
         return cls(model, TrainHistory.load(folder / "history.json"), settings)
 
     def __repr__(self) -> str:
-        ssiuu = self.settings.get("ssiuu")
-        tag = f" + SSIUU(lam={ssiuu['lam']:g}, {ssiuu['level']})" if ssiuu else ""
         acc = ", ".join(f"{k}={v:.3f}" for k, v in (("forget_accuracy", self.forget_accuracy),
                                                      ("retain_accuracy", self.retain_accuracy))
                         if v is not None)
-        return (f"UnlearnResult({self.settings.get('method')}{tag}: {self.steps} steps, "
-                f"stopped: {self.history.stopped_reason}{', ' + acc if acc else ''})")
+        missed = ""
+        if self.reached_target is False:
+            missed = (f", DID NOT REACH target forget accuracy "
+                      f"{self.settings['target_forget_accuracy']:g}")
+        label = self.settings.get("recipe") or self.settings.get("method")
+        return (f"UnlearnResult({label}: {self.steps} steps, "
+                f"stopped: {self.history.stopped_reason}{missed}{', ' + acc if acc else ''})")
 
     def _repr_html_(self) -> str:
         return f"<div><b>{html.escape(repr(self))}</b>{self.history._repr_html_()}</div>"
@@ -142,169 +157,166 @@ def _refusal_batch(forget: FactSet, refusals: Sequence[str], tokenizer: Any, see
                          f"tokenizer: {error}") from error
 
 
-def _check_settings(method: str, overrides: dict[str, Any]) -> None:
-    known = set(COMMON_DEFAULTS) | METHOD_KEYS
+def _check_settings(spec: Any, overrides: dict[str, Any]) -> None:
+    known = set(COMMON_DEFAULTS) | set(spec.defaults)
     unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown setting(s) {unknown}; known: {sorted(known)}")
-    extra = sorted((set(overrides) & METHOD_KEYS) - set(METHODS[method].defaults))
-    if extra:
-        raise ValueError(f"setting(s) {extra} do not apply to method {method!r}")
+    if not unknown:
+        return
+    elsewhere = sorted(k for k in unknown if any(k in m.defaults for m in METHODS.values()))
+    if elsewhere:
+        raise ValueError(f"setting(s) {elsewhere} do not apply to method {spec.name!r}; its "
+                         f"settings: {sorted(known)}")
+    raise ValueError(f"unknown setting(s) {unknown}; known for {spec.name!r}: {sorted(known)}")
 
 
-def _rmu_target(model: Any, forget: FactBatch, layer: int, coef: float | None, scale: float,
-                seed: int) -> tuple[torch.Tensor, float]:
-    """``c * u``: ``u`` a seeded random unit vector (uniform entries, then normalised, as in the
-    RMU paper); ``c`` = ``coef`` or ``scale`` x the mean residual norm of the original model at
-    that layer on the forget tokens."""
-    d_model = int(model.cfg.d_model)
-    generator = torch.Generator().manual_seed(seed)
-    u = torch.rand(d_model, generator=generator, dtype=torch.float64)
-    u = (u / u.norm()).to(next(model.parameters()).dtype)
-    if coef is None:
-        with torch.no_grad():
-            resid = forward(model, forget.to(model_device(model)), [rmu_hook(layer)]).acts[
-                rmu_hook(layer)]
-        norms = resid.norm(dim=-1)[forget.attention_mask.to(resid.device)]
-        coef = float(scale * norms.mean())
-    return (coef * u).to(model_device(model)), float(coef)
+def _split_recipe(method: Any, penalty: Any) -> tuple[Any, Any]:
+    if isinstance(method, str) and ("+" in method or "(" in method):
+        method = Recipe.from_dict({"label": method})
+    if isinstance(method, Recipe):
+        if penalty is not None:
+            raise ValueError("method is a Recipe (which holds its penalties) and penalty is given "
+                             "too: pass one or the other")
+        return method.method, method.penalties or None
+    return method, penalty
 
 
 def unlearn(
     model: Any,
     forget: Iterable[Fact],
     retain: Iterable[Fact] | None = None,
-    method: str = "gd",
-    ssiuu: SSIUU | None = None,
+    method: Any = "gd",
+    penalty: Any = None,
     *,
-    retain_loss: str | None = None,
-    refusals: Sequence[str] | None = None,
-    layer: int | None = None,
-    steering_coef: float | None = None,
+    lr: float | str | None = None,
     max_steps: int | None = None,
-    lr: float | None = None,
-    target_forget_accuracy: float | None = 0.0,
-    tolerance: float = 1e-6,
     seed: int = 0,
-    tokenizer: Any = None,
-    callbacks: Sequence[Any] = (),
+    target_forget_accuracy: float | None = 0.0,
+    metric: Metric | None = None,
     progress: bool = True,
     inplace: bool = False,
+    retain_loss: str | None = None,
+    refusals: Sequence[str] | None = None,
+    tolerance: float = 1e-6,
+    tokenizer: Any = None,
+    callbacks: Sequence[Any] = (),
+    lr_grid: Sequence[float] | None = None,
     **settings: Any,
 ) -> UnlearnResult:
-    """Unlearn ``forget`` from ``model`` with ``method`` (optionally regularised by ``ssiuu``).
+    """Unlearn ``forget`` from ``model`` with ``method``, plus any ``penalty``.
 
     Args:
         model: a TransformerLens bridge with a tokenizer (never modified unless ``inplace``).
         forget, retain: facts to remove and to keep (``retain`` may be None for ``"ga"``).
-        method: ``"ga"``, ``"gd"``, ``"npo"``, ``"simnpo"``, ``"dpo"`` or ``"rmu"``.
-        ssiuu: an :class:`SSIUU` to add its penalty, or None.
-        retain_loss: ``"nll"`` or ``"kl"`` (to the frozen original); RMU uses ``"activations"``.
-        refusals: DPO's preferred answers (default: the synthetic world's refusal phrases).
-        layer, steering_coef: RMU's residual layer (default: the middle) and ``c`` (default:
-            ``steering_scale`` x the original's mean residual norm there).
-        max_steps, lr, **settings: override the method's defaults (see ``METHODS`` and
-            ``docs/unlearning.md``): ``batch_size``, ``retain_batch_size``, ``eval_every``,
-            ``weight_decay``, ``grad_clip``, ``warmup_steps``, ``beta``, ``gamma``,
-            ``retain_weight``, ``steering_scale``.
+        method: a registered name (``"ga"``, ``"gd"``, ``"npo"``, ``"simnpo"``, ``"dpo"``,
+            ``"rmu"``, or one you registered), a method object, a :class:`Recipe` or a recipe
+            text such as ``"gd+ssiuu(1e-3)"``.
+        penalty: None, one penalty (e.g. ``SSIUU(1e-3)``) or a sequence of them.
+        lr: the learning rate (default: the method's), or ``"search"``: the lowest rate of
+            ``lr_grid`` (default :data:`LR_GRID`) that reaches the target (:func:`search_lr`).
+        max_steps, **settings: override the method's defaults (``METHODS[name].defaults`` and
+            ``COMMON_DEFAULTS``): ``batch_size``, ``retain_batch_size``, ``eval_every``,
+            ``weight_decay``, ``grad_clip``, ``warmup_steps``, and per method ``beta``,
+            ``gamma``, ``retain_weight``, ``steering_scale``, ``layer``, ``steering_coef``.
         target_forget_accuracy: stop at the first evaluation with forget accuracy
-            ``<= target + tolerance`` (None: always run ``max_steps``).
+            ``<= target + tolerance`` (None: always run ``max_steps``). A run that ends without
+            reaching it warns, and its repr says so.
+        metric: ``metric(model, facts) -> float`` used for the forget and retain accuracies in
+            the history and by the stop rule (default: greedy answer accuracy).
+        retain_loss: one of the method's ``retain_losses`` (GD and co.: ``"nll"`` or ``"kl"``).
+        refusals: refusal answers for methods that need them (DPO; default: three phrases).
 
     Returns:
         :class:`UnlearnResult` with the new model, the history and the settings used.
-
-    Example:
-        >>> from neuronscope import FactWorld
-        >>> from neuronscope.tiny import tiny_model
-        >>> world = FactWorld.synthetic(n_people=10)
-        >>> forget, retain = world.facts.split(forget=0.5, seed=0)
-        >>> res = unlearn(tiny_model(tokenizer=world.tokenizer), forget, retain, method="gd",
-        ...               max_steps=2, progress=False)
-        >>> res.settings["method"], res.steps
-        ('gd', 2)
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
-    spec = METHODS[method]
-    if ssiuu is not None and not isinstance(ssiuu, SSIUU):
-        raise ValueError(f"ssiuu must be an SSIUU(...) or None, got {type(ssiuu).__name__}")
-    if ssiuu is not None:
-        ssiuu.reuses_gradient(method)  # gradient="reuse" with a method it cannot serve: fail now
+    method, penalty = _split_recipe(method, penalty)
+    if isinstance(lr, str):
+        if lr != "search":
+            raise ValueError(f"lr must be a number or 'search', got {lr!r}")
+        return search_lr(model, forget, retain, method, penalty, grid=lr_grid,
+                         max_steps=max_steps, seed=seed,
+                         target_forget_accuracy=target_forget_accuracy, metric=metric,
+                         progress=progress, inplace=inplace, retain_loss=retain_loss,
+                         refusals=refusals, tolerance=tolerance, tokenizer=tokenizer,
+                         callbacks=callbacks, **settings)
+    if lr_grid is not None:
+        raise ValueError("lr_grid is used with lr='search' only")
+    spec = get_method(method)
+    penalties = as_penalties(penalty)
     overrides = {k: v for k, v in {"max_steps": max_steps, "lr": lr}.items() if v is not None}
     overrides.update(settings)
-    _check_settings(method, overrides)
+    _check_settings(spec, overrides)
     hp = spec.settings(overrides)
+    spec.check(hp, model)
     if retain_loss is None:
-        retain_loss = spec.retain_loss
-    elif method == "rmu" and retain_loss != "activations":
-        raise ValueError("rmu's retain term is 'activations' (the residual of the frozen original)")
-    elif retain_loss not in RETAIN_LOSSES[:2]:
-        raise ValueError(f"retain_loss must be 'nll' or 'kl', got {retain_loss!r}")
-    if method != "rmu" and (layer is not None or steering_coef is not None):
-        raise ValueError("layer and steering_coef are RMU settings; method is " + repr(method))
+        retain_loss = spec.retain_losses[0] if spec.retain_losses else None
+    elif retain_loss not in spec.retain_losses:
+        raise ValueError(f"retain_loss of method {spec.name!r} must be one of "
+                         f"{list(spec.retain_losses)}, got {retain_loss!r}")
     if target_forget_accuracy is not None and not 0 <= target_forget_accuracy <= 1:
         raise ValueError(f"target_forget_accuracy must be in [0, 1] or None, "
                          f"got {target_forget_accuracy}")
+    if metric is not None and not callable(metric):
+        raise ValueError(f"metric must be a callable (model, facts) -> float, got {metric!r}")
     forget_set = _facts(forget, "forget")
     retain_set = _facts(retain, "retain")
     if forget_set is None or len(forget_set) == 0:
         raise ValueError("forget is empty: there is nothing to unlearn")
-    if spec.needs_retain and (retain_set is None or len(retain_set) == 0):
-        raise ValueError(f"method {method!r} needs a non-empty retain set")
     if retain_set is not None and len(retain_set) == 0:
         retain_set = None
+    if spec.needs_retain and retain_set is None:
+        raise ValueError(f"method {spec.name!r} needs a non-empty retain set")
+    for p in penalties:
+        if getattr(p, "needs_retain", False) and retain_set is None:
+            raise ValueError(f"penalty {p.label} needs a non-empty retain set")
+    names = [p.name for p in penalties]
+    terms = [name if names.count(name) == 1 else f"{name}{i}" for i, name in enumerate(names)]
+    if set(terms) & {"forget", "retain", "loss"}:
+        raise ValueError(f"a penalty may not be named forget, retain or loss: {names}")
     tokenizer = get_tokenizer(model, tokenizer)
     forget_batch = batch_for(model, forget_set, tokenizer)
     retain_batch = batch_for(model, retain_set, tokenizer) if retain_set is not None else None
     refusal_batch = None
-    if spec.uses_refusals:
+    if spec.needs_refusals:
         refusals = DEFAULT_REFUSALS if refusals is None else tuple(refusals)
         if not refusals or not all(isinstance(r, str) and r.strip() for r in refusals):
-            raise ValueError("dpo needs refusal answers: pass refusals=world.refusals or a list "
-                             "of non-empty strings")
+            raise ValueError(f"{spec.name} needs refusal answers: pass refusals=world.refusals "
+                             f"or a list of non-empty strings")
         refusal_batch = _refusal_batch(forget_set, refusals, tokenizer, seed,
                                        getattr(model.cfg, "n_ctx", None))
     elif refusals is not None:
-        raise ValueError(f"refusals are used by dpo only; method is {method!r}")
-    rmu_layer = None
-    if method == "rmu":
-        rmu_layer = int(model.cfg.n_layers) // 2 if layer is None else layer
-        check_layers(model, [rmu_layer])
-        if rmu_hook(rmu_layer) not in model.hook_dict:
-            raise ValueError(f"model has no residual hook {rmu_hook(rmu_layer)!r} for RMU")
-        if steering_coef is not None and not steering_coef > 0:
-            raise ValueError(f"steering_coef must be > 0, got {steering_coef}")
+        raise ValueError(f"refusals are used by methods that need them (dpo); method "
+                         f"{spec.name!r} does not")
     train = TrainSettings(lr=hp["lr"], max_steps=int(hp["max_steps"]),
                           batch_size=int(hp["batch_size"]),
                           batch_sizes={"retain": int(hp["retain_batch_size"])},
                           weight_decay=hp["weight_decay"], grad_clip=hp["grad_clip"],
                           warmup_steps=int(hp["warmup_steps"]), eval_every=int(hp["eval_every"]),
                           seed=seed)
+    work = model if inplace else detached_copy(model)
+    bound = [(term, p.bind(work, forget_batch, retain_batch))  # bad penalty settings fail here
+             for term, p in zip(terms, penalties, strict=True)]
     # Validation done; from here on, work.
-    device = model_device(model)
-    ref_forget = ref_refusal = reference = rmu_target = None
-    if spec.uses_reference_logprob:
-        ref_forget = answer_logprob(model, forget_batch).to(device)
-        if refusal_batch is not None:
-            ref_refusal = answer_logprob(model, refusal_batch).to(device)
-    if retain_loss in ("kl", "activations"):
+    reference = None
+    if spec.needs_reference or retain_loss == "kl":
         reference = detached_copy(model)
         reference.requires_grad_(False)
         reference.eval()
-    coef = None
-    if method == "rmu":
-        rmu_target, coef = _rmu_target(model, forget_batch, rmu_layer, steering_coef,
-                                       float(hp["steering_scale"]), seed)
-    work = model if inplace else detached_copy(model)
-    penalty = ssiuu.build(work, forget_batch, method) if ssiuu is not None else None
-    loss = UnlearningLoss(spec, hp, retain_loss=retain_loss, penalty=penalty,
-                          ref_forget=ref_forget, ref_refusal=ref_refusal, refusals=refusal_batch,
-                          reference=reference, rmu_layer=rmu_layer, rmu_target=rmu_target)
+    state = spec.prepare(Setup(model=model, forget=forget_batch, retain=retain_batch,
+                               refusals=refusal_batch, reference=reference, settings=hp,
+                               seed=seed))
+    loss = UnlearningLoss(spec, hp, state, retain_loss=retain_loss, penalties=bound,
+                          refusals=refusal_batch, reference=reference,
+                          separate_retain=any(p.separate_retain for p in penalties))
 
     def evaluate(current: Any) -> dict[str, float]:
-        metrics = {"forget_accuracy": accuracy(current, forget_batch)}
-        if retain_batch is not None:
-            metrics["retain_accuracy"] = accuracy(current, retain_batch)
+        if metric is None:
+            metrics = {"forget_accuracy": accuracy(current, forget_batch)}
+            if retain_batch is not None:
+                metrics["retain_accuracy"] = accuracy(current, retain_batch)
+            return metrics
+        metrics = {"forget_accuracy": float(metric(current, forget_set))}
+        if retain_set is not None:
+            metrics["retain_accuracy"] = float(metric(current, retain_set))
         return metrics
 
     data = {"forget": forget_batch}
@@ -312,23 +324,69 @@ def unlearn(
         data["retain"] = retain_batch
     stop = (at_most("forget_accuracy", target_forget_accuracy, tolerance)
             if target_forget_accuracy is not None else None)
+    label = Recipe(spec, penalties).label
     new_model, history = finetune(work, loss, data, train, evaluate=evaluate, stop_when=stop,
                                   callbacks=callbacks, inplace=True, progress=progress,
-                                  desc=f"unlearning ({method}{' + SSIUU' if ssiuu else ''})")
-    record = {"method": method, "retain_loss": retain_loss, "seed": seed,
+                                  desc=f"unlearning ({label})")
+    record = {"method": spec.name, "recipe": label, "retain_loss": retain_loss, "seed": seed,
               "target_forget_accuracy": target_forget_accuracy, "tolerance": tolerance,
+              "metric": getattr(metric, "__name__", repr(metric)) if metric else "accuracy",
               "hyperparameters": hp, "train": train.to_dict(),
-              "ssiuu": ssiuu.to_dict() if ssiuu is not None else None,
+              "penalties": [{**p.to_dict(), **b.record()} for p, (_, b) in
+                            zip(penalties, bound, strict=True)],
               "n_forget": len(forget_set), "n_retain": len(retain_set) if retain_set else 0}
-    if method == "dpo":
+    record.update(spec.record(state))
+    if spec.needs_refusals:
         record["refusals"] = list(refusals)
-    if method == "rmu":
-        record.update(rmu_layer=rmu_layer, steering_coef=coef)
-    if isinstance(penalty, NeuronPenalty):  # where g came from (see SSIUU's gradient)
-        record["ssiuu_gradient"] = {
-            "reused": ssiuu.reuses_gradient(method),
-            "switched_to_exact_after_step": penalty.switched_at,
-            "checked_at_steps": list(penalty.checked_steps),
-            "last_reuse_error": list(penalty.reuse_error),
-            "last_drift": list(penalty.drift)}
-    return UnlearnResult(new_model, history, record)
+    result = UnlearnResult(new_model, history, record)
+    if result.reached_target is False:
+        final = result.forget_accuracy
+        warnings.warn(f"unlearning ({label}) stopped by {history.stopped_reason} after "
+                      f"{result.steps} steps with forget accuracy "
+                      f"{final if final is None else round(final, 4)}, above the target "
+                      f"{target_forget_accuracy:g}: raise max_steps or lr, or use lr='search'",
+                      RuntimeWarning, stacklevel=2)
+    return result
+
+
+def search_lr(model: Any, forget: Iterable[Fact], retain: Iterable[Fact] | None = None,
+              method: Any = "gd", penalty: Any = None, *, grid: Sequence[float] | None = None,
+              target_forget_accuracy: float | None = 0.0, **kwargs: Any) -> UnlearnResult:
+    """The paper's rule: the lowest learning rate of ``grid`` that still reaches the target.
+
+    Runs :func:`unlearn` from the highest rate down and stops at the first rate that misses
+    the target after one that reached it (reaching is taken as monotone in the rate). Returns
+    that lowest reaching run, with ``settings["lr_search"]`` listing every rate tried; when
+    no rate reaches the target it warns and returns the highest rate's run.
+    """
+    grid = sorted({float(x) for x in (LR_GRID if grid is None else grid)}, reverse=True)
+    if not grid or any(not (math.isfinite(x) and x > 0) for x in grid):
+        raise ValueError(f"lr grid must hold positive finite learning rates, got {grid}")
+    if target_forget_accuracy is None:
+        raise ValueError("lr='search' needs a target_forget_accuracy to reach")
+    tried: list[dict[str, Any]] = []
+    best: UnlearnResult | None = None
+    first: UnlearnResult | None = None
+    for rate in grid:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = unlearn(model, forget, retain, method, penalty, lr=rate,
+                             target_forget_accuracy=target_forget_accuracy, **kwargs)
+        first = first or result
+        tried.append({"lr": rate, "reached": bool(result.reached_target), "steps": result.steps,
+                      "forget_accuracy": result.forget_accuracy,
+                      "retain_accuracy": result.retain_accuracy})
+        if result.reached_target:
+            best = result
+        elif best is not None:
+            break
+    chosen = best if best is not None else first
+    chosen.settings["lr_search"] = {
+        "grid": grid, "tried": tried, "chosen": chosen.settings["hyperparameters"]["lr"],
+        "rule": "lowest lr of the grid that reaches the target, searched from the highest down, "
+                "stopping at the first miss after a success"}
+    if best is None:
+        warnings.warn(f"no learning rate of {grid} reached the target forget accuracy "
+                      f"{target_forget_accuracy:g}; returning the run at lr {grid[0]:g}",
+                      RuntimeWarning, stacklevel=2)
+    return chosen

@@ -1,390 +1,310 @@
-"""SSIUU: a penalty that stops negative attribution from changing during unlearning.
+"""SSIUU (Yang et al. 2026, eq. 3 and Algorithm 1) as a penalty on any unlearning method.
 
-``SSIUU(lam, level="neuron")`` adds, to any unlearning loss, at step ``t``::
+At step ``t`` the penalty is::
 
-    lam * sum_{f in forget minibatch} sum_{(l, i): A_prev[f,l,i] < 0} |A_prev[f,l,i] - A_now[f,l,i]|
+    lam * sum_{i in I-} (A_{t,i} - A_{t-1,i})^2        A_t = phi_t * g_t
+    g_t = d [ sum over the forget minibatch of P(answer | prompt) ] / d phi
 
-Neuron level (default). ``A[f, l, i] = sum_k h[f, k, l, i] * g[f, k, l, i]`` over the fact's
-prompt positions ``k`` (the attribution engine's default positions; ``positions="all"`` takes
-every real token), with ``h`` the activation at ``blocks.{l}.mlp.hook_post`` and ``g`` the
-gradient of ``log P(answer | prompt)`` with respect to ``h``. ``A_now`` uses the current,
-differentiable activation and the *previous* gradient as a constant; ``A_prev`` is the
-previous activation times that same previous gradient. The paper's ``||.||_2`` of a scalar
-is its absolute value.
+with ``phi`` every trainable parameter (one feature per scalar), ``P`` the product of the
+answer's token probabilities, ``I- = {i : A_{t,i} < 0}`` at the current step and ``A_{t-1}``
+stored (detached, one float per feature) at the previous step, a different minibatch in
+general. Step 1 has no penalty. First order, as the paper's Algorithm 1: ``g_t`` is a constant
+in the penalty's gradient, ``2 lam (A_t - A_{t-1}) g_t`` on ``I-`` (elementwise, no Hessian).
+``g_t`` comes from the step's own forward graph: one extra backward pass of ``sum P`` over the
+forget rows (the retain rows get their own forward pass so that it traverses the forget rows
+only).
 
-* Previous = the last step at which the fact was in the forget minibatch: ``A_prev`` and
-  ``g`` are kept per fact (memory: forget facts x prompt positions x layers x d_mlp floats).
-  With a forget minibatch that holds the whole forget set (the default on the organism),
-  that is exactly the previous step.
-* First visit of a fact (step 1 with the whole set): no previous attribution, so no penalty;
-  the step only records ``A`` and ``g``. No warm-up pass is run.
-* Where ``g`` comes from (``gradient=``). The forget loss's own forward pass supplies ``h``
-  (read through hooks) in both modes.
+Options, each named for what it changes from the paper's form:
 
-  - ``"reuse"``: ``g`` is read off the step's own (main) backward pass through tensor hooks on
-    the hooked activations: no extra pass. GA's and GD's forget term (the mean log-probability
-    of the answer tokens) gives every row the same known weight
-    ``w = 1 / (answer tokens in the minibatch)`` on ``log P_f``. The penalty is evaluated
-    without a graph, and each layer's hook adds the penalty's gradient at that layer (closed
-    form: ``-lam * sign(A_prev - A_now) * g_prev`` on the penalised neurons) to the gradient
-    that flows on, after reading ``g`` = incoming gradient / ``w``. What ``g`` then holds
-    besides ``d log P / d h`` is the penalty's gradient from *later* hooked layers, linear in
-    ``lam``: during GA / GD runs on the small organism (minibatches of 64 forget facts) it
-    measured up to 5e-2 of ``|g|`` at ``lam=1e-3``, 0.5 at 1e-2 and 7 at 0.1 on the lower
-    layers, float noise on the last one (``benchmarks/ssiuu_gradient_error.py``).
-    **The guard** takes the exact ``g`` by the extra pass at the first step with an active
-    penalty and then every ``REUSE_CHECK_EVERY`` steps, measures the reused one's error ``E``
-    against it per layer, and compares ``E`` with the drift ``D`` of the exact ``g`` from the
-    constant the penalty used at that step (the fact's previous ``g``): SSIUU by definition
-    accepts a lag of ``D`` (0.2 to 1 in those runs), and the reuse adds at most ``E`` to it.
-    When ``E / D`` passes ``reuse_tolerance`` (0.25) at some layer, the run switches to
-    ``"exact"`` for good, warns and records the step. Check steps keep the exact ``g``.
-  - ``"exact"``: one extra backward pass of ``sum_f log P_f`` on the forget rows' graph, taken
-    with respect to the hooked activations only (no weight gradients), before the main
-    backward. It is exact whatever the forget loss (NPO and DPO weight facts unevenly, RMU is
-    not built on ``log P`` at all) and costs most of a backward pass.
-  - ``"auto"`` (default): ``"reuse"`` for ``ga`` and ``gd``, ``"exact"`` for the others.
-
-Parameter level. ``A_j = theta_j * G_j`` per parameter element of the MLPs of ``layers``
-(input/gate/output projections and biases), ``G`` the gradient of ``sum_f log P_f`` over
-the previous step's forget minibatch (parameters are shared by every fact, so the previous
-step's gradient is used whatever facts it held); the penalty sums ``|A_prev - theta * G|``
-over elements with ``A_prev < 0``. It needs one extra backward pass with weight gradients.
+======================  ===========================================================================
+``params``              ``"all"`` (paper), ``"attn"``, ``"mlp"``, ``"embed"`` (embeddings and
+                        unembedding), or a regular expression searched in the parameter names
+                        (``"._original_component"`` removed; e.g. ``"blocks?\\.\\d+\\.attn"``)
+``target``              ``"prob"`` (paper: ``P``) or ``"logprob"`` (``log P``)
+``norm``                ``"squared"`` (paper) or ``"abs"`` (``lam |A_t - A_{t-1}|``, gradient
+                        ``lam sign(A_t - A_{t-1}) g_t``)
+``negative_set``        ``"current"`` (paper: ``A_t < 0``) or ``"previous"`` (``A_{t-1} < 0``)
+``level``               ``"parameter"`` (paper) or ``"neuron"``: the features are the MLP neurons
+                        at ``blocks.{l}.mlp.hook_post`` of ``layers`` (None: all), ``A`` the sum
+                        over the forget minibatch and ``positions`` of ``h * dP/dh``; the same
+                        rules otherwise (the gradient ``2 lam (A_t - A_{t-1}) dP/dh`` flows
+                        into the weights through ``h``)
+======================  ===========================================================================
 
 Example:
-    >>> from neuronscope import FactWorld, unlearn
-    >>> from neuronscope.tiny import tiny_model
-    >>> world = FactWorld.synthetic(n_people=10)
-    >>> forget, retain = world.facts.split(forget=0.5, seed=0)            # whole families
-    >>> model = tiny_model(tokenizer=world.tokenizer)                     # or ns.organism(world).bridge
-    >>> result = unlearn(model, forget, retain, method="gd", ssiuu=SSIUU(1e-3), max_steps=2,
-    ...                  progress=False)
-    >>> result.settings["ssiuu"]["lam"]
-    0.001
+    >>> SSIUU().label
+    'ssiuu(0.001)'
+    >>> SSIUU(1e-2, level="neuron").label
+    'ssiuu(0.01,level=neuron)'
 """
 
 from __future__ import annotations
 
 import math
-import warnings
+import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 from torch import Tensor
 
-from neuronscope.hooks import check_layers, d_mlp, mlp_hook_names
+from neuronscope.hooks import check_layers, mlp_hook_names
 from neuronscope.tokenization import FactBatch
+from neuronscope.unlearning.penalties import BoundPenalty, Penalty, register_penalty
 
-__all__ = ["LEVELS", "SSIUU", "NeuronPenalty", "ParameterPenalty", "attribution_now"]
+__all__ = ["GROUPS", "LEVELS", "SSIUU", "NeuronSSIUU", "ParameterSSIUU", "penalty_coefficient",
+           "select_parameters"]
 
-LEVELS = ("neuron", "parameter")
-POSITIONS = ("prompt", "all")
-GRADIENTS = ("auto", "reuse", "exact")
-# methods whose forget term gives every forget row the same weight on log P (see "reuse")
-REUSE_METHODS = ("ga", "gd")
-REUSE_CHECK_EVERY = 10  # steps between the guard's checks of the reused g (and its first active step)
+LEVELS = ("parameter", "neuron")
+TARGETS = ("prob", "logprob")
+NORMS = ("squared", "abs")
+NEGATIVE_SETS = ("current", "previous")
+POSITIONS = ("all", "prompt")
+GROUPS = ("all", "attn", "mlp", "embed")
+
+
+def clean_name(name: str) -> str:
+    """A parameter name without the bridge's ``_original_component`` wrappers."""
+    return name.replace("._original_component", "").replace("_original_component.", "")
+
+
+def select_parameters(model: Any, params: str) -> list[tuple[str, Tensor]]:
+    """The trainable parameters of group ``params`` (see :data:`GROUPS`) or whose cleaned name
+    matches the regular expression ``params``; ``ValueError`` when none is selected."""
+    named = [(clean_name(n), p) for n, p in model.named_parameters() if p.requires_grad]
+    if params == "all":
+        chosen = named
+    elif params in GROUPS:
+        modules: list[Any] = []
+        blocks = getattr(model, "blocks", None)
+        if params in ("attn", "mlp"):
+            if blocks is None:
+                raise ValueError(f"SSIUU params={params!r} needs a model with .blocks")
+            modules = [getattr(block, params) for block in blocks if hasattr(block, params)]
+        else:
+            modules = [getattr(model, n) for n in ("embed", "pos_embed", "unembed")
+                       if getattr(model, n, None) is not None]
+        ids = {id(p) for module in modules for p in module.parameters()}
+        chosen = [(n, p) for n, p in named if id(p) in ids]
+    else:
+        try:
+            pattern = re.compile(params)
+        except re.error as error:
+            raise ValueError(f"SSIUU params={params!r} is neither a group {GROUPS} nor a "
+                             f"regular expression: {error}") from None
+        chosen = [(n, p) for n, p in named if pattern.search(n)]
+    if not chosen:
+        example = ", ".join(n for n, _ in named[:3])
+        raise ValueError(f"SSIUU params={params!r} selects no trainable parameter "
+                         f"(names look like: {example})")
+    return chosen
+
+
+def penalty_coefficient(now: Tensor, prev: Tensor, lam: float, norm: str, negative_set: str
+                        ) -> tuple[Tensor, Tensor]:
+    """The penalty's value over the features and ``dPenalty/dA_t`` per feature.
+
+    ``value = lam * sum_{I-} (A_t - A_{t-1})^2`` (or ``|.|``), ``coef`` = ``2 lam (A_t - A_{t-1})``
+    (or ``lam sign(.)``) on ``I-``, 0 elsewhere; multiply ``coef`` by ``g_t`` for the gradient.
+
+    Example:
+        >>> value, coef = penalty_coefficient(torch.tensor([-2.0, 1.0]), torch.tensor([-1.0, 3.0]),
+        ...                                   0.5, "squared", "current")
+        >>> float(value), coef.tolist()
+        (0.5, [-1.0, 0.0])
+    """
+    negative = (now < 0) if negative_set == "current" else (prev < 0)
+    diff = torch.where(negative, now - prev, 0.0)
+    if norm == "squared":
+        return lam * diff.square().sum(), (2 * lam) * diff
+    return lam * diff.abs().sum(), lam * torch.sign(diff)
 
 
 @dataclass(frozen=True)
-class SSIUU:
-    """Settings of the SSIUU regulariser (compose with any method of :func:`unlearn`).
+class SSIUU(Penalty):
+    """The SSIUU penalty; the defaults are the paper's Algorithm 1 (see the module docstring).
 
     Args:
-        lam: penalty weight (>= 0; 0 gives the base method plus bookkeeping).
-        level: ``"neuron"`` (hook-based, default) or ``"parameter"`` (paper appendix).
-        layers: MLP layers whose neurons (or parameters) are regularised; None = all.
-        positions: neuron level: ``"prompt"`` (default, as the attribution engine) or ``"all"``.
-        gradient: neuron level: where ``d log P / d h`` comes from: ``"reuse"`` (the main
-            backward pass, GA and GD only), ``"exact"`` (an extra backward pass) or ``"auto"``.
-        reuse_tolerance: in reuse mode, the largest error of the reused ``g`` (relative to the
-            exact one, checked by an extra pass at the first step with an active penalty and
-            then every ``REUSE_CHECK_EVERY`` steps), as a fraction of ``g``'s own drift since
-            the fact's previous visit (the lag the method accepts by definition), before the run
-            switches to the extra pass for good. ``math.inf``: no checks.
+        lam: the penalty's weight (finite, >= 0).
+        params: parameter level: which parameters are features (``"all"``, a group or a regex).
+        target: ``"prob"`` (``P``) or ``"logprob"``.
+        norm: ``"squared"`` or ``"abs"``.
+        negative_set: ``"current"`` (``A_t < 0``) or ``"previous"`` (``A_{t-1} < 0``).
+        level: ``"parameter"`` or ``"neuron"``.
+        layers: neuron level: the MLP layers (None: all).
+        positions: neuron level: ``"all"`` real tokens or the ``"prompt"`` tokens only.
 
     Example:
-        >>> SSIUU(1e-3).level, SSIUU(1e-3).gradient
-        ('neuron', 'auto')
+        >>> SSIUU(1e-3).to_dict()["level"]
+        'parameter'
     """
 
     lam: float = 1e-3
-    level: str = "neuron"
+    params: str = "all"
+    target: str = "prob"
+    norm: str = "squared"
+    negative_set: str = "current"
+    level: str = "parameter"
     layers: tuple[int, ...] | None = None
-    positions: str = "prompt"
-    gradient: str = "auto"
-    reuse_tolerance: float = 0.25
+    positions: str = "all"
+
+    name = "ssiuu"
+    needs_retain = False
+    separate_retain = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam < 0:
-            raise ValueError(f"SSIUU lam must be a finite number >= 0, got {self.lam!r}")
-        if self.level not in LEVELS:
-            raise ValueError(f"SSIUU level must be one of {LEVELS}, got {self.level!r}")
-        if not (isinstance(self.reuse_tolerance, (int, float)) and self.reuse_tolerance > 0):
-            raise ValueError(f"SSIUU reuse_tolerance must be > 0, got {self.reuse_tolerance!r}")
-        if self.gradient not in GRADIENTS:
-            raise ValueError(f"SSIUU gradient must be one of {GRADIENTS}, got {self.gradient!r}")
-        if self.positions not in POSITIONS:
-            raise ValueError(f"SSIUU positions must be one of {POSITIONS}, got {self.positions!r}")
+        lam = self.lam
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) \
+                or lam < 0:
+            raise ValueError(f"SSIUU lam must be a finite number >= 0, got {lam!r}")
+        object.__setattr__(self, "lam", float(lam))
+        for key, allowed in (("target", TARGETS), ("norm", NORMS),
+                             ("negative_set", NEGATIVE_SETS), ("level", LEVELS),
+                             ("positions", POSITIONS)):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"SSIUU {key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if not isinstance(self.params, str) or not self.params:
+            raise ValueError(f"SSIUU params must be a group {GROUPS} or a name pattern, "
+                             f"got {self.params!r}")
+        if self.level == "neuron" and self.params != "all":
+            raise ValueError("SSIUU params selects parameters (level='parameter'); the neuron "
+                             "level selects MLP layers with layers=")
+        if self.level == "parameter" and self.layers is not None:
+            raise ValueError("SSIUU layers applies to level='neuron'; at the parameter level "
+                             "select parameters with params=")
+        if self.level == "parameter" and self.positions != "all":
+            raise ValueError("SSIUU positions applies to level='neuron'")
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(layer) for layer in self.layers))
 
-    def to_dict(self) -> dict:
-        record = asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        record = {"name": self.name, **asdict(self)}
         record["layers"] = list(self.layers) if self.layers is not None else None
         return record
 
-    def reuses_gradient(self, method: str) -> bool:
-        """Whether ``g`` is read off the main backward pass for base ``method``."""
-        if self.level != "neuron" or self.gradient == "exact":
-            return False
-        if self.gradient == "reuse" and method not in REUSE_METHODS:
-            raise ValueError(f"SSIUU(gradient='reuse') needs a forget term with the same weight on "
-                             f"every fact's log P ({', '.join(REUSE_METHODS)}); {method!r} has not: "
-                             f"use gradient='exact' or 'auto'")
-        return method in REUSE_METHODS
+    @property
+    def label(self) -> str:
+        """``ssiuu(lam)`` plus every option that differs from the paper's form."""
+        defaults = {f.name: f.default for f in fields(self)}
+        extra = [f"{f.name}={_fmt(getattr(self, f.name))}" for f in fields(self)
+                 if f.name != "lam" and getattr(self, f.name) != defaults[f.name]]
+        return f"ssiuu({','.join([f'{self.lam:g}', *extra])})"
 
-    def build(self, model: Any, forget: FactBatch, method: str = "gd") -> NeuronPenalty | ParameterPenalty:
-        """The per-run state (caches) for ``model``, the full forget batch and the base method;
-        validates the layers and the gradient mode."""
-        layers = check_layers(model, self.layers)
-        if self.level == "neuron":
-            return NeuronPenalty(self, model, layers, forget, reuse=self.reuses_gradient(method))
-        return ParameterPenalty(self, model, layers)
+    def bind(self, model: Any, forget: FactBatch, retain: FactBatch | None = None) -> BoundPenalty:
+        if self.level == "parameter":
+            return ParameterSSIUU(self, select_parameters(model, self.params))
+        return NeuronSSIUU(self, model)
 
 
-def _positions(batch: FactBatch, positions: str) -> Bool[Tensor, "fact seq"]:
-    return batch.prompt_mask if positions == "prompt" else batch.attention_mask
+def _fmt(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "/".join(str(v) for v in value)
+    return str(value)
 
 
-def attribution_now(h: Float[Tensor, "fact pos neuron"], g: Float[Tensor, "fact pos neuron"]
-                    ) -> Float[Tensor, "fact neuron"]:
-    """``sum_k h[f, k, i] * g[f, k, i]``; ``g`` is zero outside the fact's positions, so ``h``
-    needs no mask. Equal inputs give bit-equal outputs (same shapes, same reduction)."""
-    return (h * g).sum(1)
+def _target(step: Any, target: str) -> Tensor:
+    logp = step.logprob("forget")
+    return logp.exp().sum() if target == "prob" else logp.sum()
 
 
-class NeuronPenalty:
-    """Per-fact caches of the previous gradient and attribution, and the neuron penalty.
+class ParameterSSIUU(BoundPenalty):
+    """Per-run state of the parameter level: the selected parameters and ``A_{t-1}``.
 
-    ``grad[j][f, k, i]`` holds ``d log P_f / d h`` at layer ``layers[j]``, position ``k``,
-    neuron ``i`` from the fact's previous visit, zero outside its positions; ``attr[f, j, i]``
-    the attribution then; ``seen[f]`` whether there was a previous visit. (One tensor per
-    layer: stacking layers would copy every activation once more per step.)
+    ``last`` holds, after each step, the value, the size of ``I-`` and of the features.
     """
 
-    def __init__(self, config: SSIUU, model: Any, layers: Sequence[int], forget: FactBatch,
-                 reuse: bool = False) -> None:
-        self.config, self.layers, self.reuse = config, list(layers), reuse
-        # reuse mode: steps taken, the steps at which the guard compared the reused g with
-        # the exact one, the relative error per layer at the last check, and the step after
-        # which the run switched to the extra pass (None: never)
-        self.steps = 0
-        self.checked_steps: list[int] = []
-        self.reuse_error = [0.0] * len(self.layers)
-        self.drift = [0.0] * len(self.layers)
-        self.switched_at: int | None = None
-        self._checked = False
-        self.hook_names = mlp_hook_names(model, self.layers)
-        n = len(forget)
-        # Rows are [bos] prompt answer, right padded: positions of interest start at 0.
-        self.width = int(_positions(forget, config.positions).sum(-1).max())
-        param = next(model.parameters())
-        width = d_mlp(model)
-        self.grad: list[Float[Tensor, "fact pos neuron"]] = [
-            torch.zeros((n, self.width, width), device=param.device, dtype=param.dtype)
-            for _ in self.layers]
-        self.attr: Float[Tensor, "fact layer neuron"] = torch.zeros(
-            (n, len(self.layers), width), device=param.device, dtype=param.dtype)
-        self.seen: Bool[Tensor, " fact"] = torch.zeros(n, dtype=torch.bool, device=param.device)
+    def __init__(self, config: SSIUU, named: Sequence[tuple[str, Tensor]]) -> None:
+        super().__init__()
+        self.config = config
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.prev: list[Tensor] | None = None
+        self.last: dict[str, float] = {}
 
-    def _take(self, act: Tensor) -> int:
-        return min(act.shape[1], self.width)
+    def gradient(self, step: Any) -> list[Tensor]:
+        """``g_t``: the gradient of the summed target over the forget rows, per parameter."""
+        grads = torch.autograd.grad(_target(step, self.config.target), self.params,
+                                    retain_graph=True, allow_unused=True)
+        return [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads,
+                                                                        strict=True)]
 
-    def penalty(self, acts: Sequence[Tensor], rows: FactBatch, index: Tensor) -> Tensor:
-        """``lam * sum |A_prev - A_now|`` over facts seen before and neurons with ``A_prev < 0``.
-
-        ``acts[j]``: the differentiable activation of layer ``self.layers[j]`` for ``rows``
-        (``[fact, seq, neuron]``); ``index``: the rows' numbers in the full forget batch.
-        """
-        index = index.to(self.seen.device)
-        take = self._take(acts[0])
-        prev = self.attr[index]
-        now = torch.stack([attribution_now(act[:, :take], grad[index, :take])
-                           for act, grad in zip(acts, self.grad, strict=True)], 1)
-        active = ((prev < 0) & self.seen[index].view(-1, 1, 1)).to(prev.dtype)
-        return self.config.lam * ((prev - now).abs() * active).sum()
-
-    def update(self, acts: Sequence[Tensor], logprob: Tensor, rows: FactBatch, index: Tensor,
-               graph_acts: Sequence[Tensor] | None = None) -> None:
-        """Record ``g = d log P / d h`` and ``A = h * g`` at the current weights for ``rows``.
-
-        ``graph_acts`` are the tensors the forward pass produced (``acts`` may be row slices of
-        them); the gradient is taken with respect to those, keeping the graph for the main
-        backward pass. Positions past ``take`` need no reset: they lie beyond every prompt in
-        this minibatch and were stored as zeros.
-        """
-        index = index.to(self.seen.device)
-        sources = list(graph_acts if graph_acts is not None else acts)
-        grads = torch.autograd.grad(logprob.sum(), sources, retain_graph=True, allow_unused=True)
-        n, take = len(rows), self._take(acts[0])
-        mask = _positions(rows, self.config.positions)[:, :take, None].to(acts[0].dtype)
-        for j, (act, grad) in enumerate(zip(acts, grads, strict=True)):
-            g = torch.zeros_like(act[:, :take]) if grad is None else grad[:n, :take] * mask
-            self.grad[j][index, :take] = g
-            self.attr[index, j] = attribution_now(act[:, :take].detach(), g)
-        self.seen[index] = True
-
-
-    def reuse_step(self, graph_acts: Sequence[Tensor], rows: FactBatch, index: Tensor,
-                   weight: float, logprob: Tensor | None = None) -> Tensor:
-        """Reuse mode: the penalty's value now, its gradient and the new ``g`` in the main backward.
-
-        ``graph_acts``: the forward pass's activations (the forget rows first); ``weight``:
-        ``d forget term / d log P_f``, the same for every row; ``logprob``: the forget rows'
-        ``log P_f`` in the graph, for the guard's checks (None: no check this step). The
-        penalty is evaluated without a graph; a tensor hook on each activation then, during
-        the main backward pass,
-
-        1. reads the incoming ``d loss / d h`` (the forget term's gradient plus the penalty's
-           gradient from later layers), divides the rows by ``weight`` and stores it as the
-           fact's new ``g`` (and ``A = h . g``), and
-        2. adds this layer's penalty gradient, ``-lam * sign(A_prev - A_now) * g_prev`` on the
-           penalised neurons (zero elsewhere), to the gradient that flows on, which is exactly
-           what backpropagating the penalty would add there.
-
-        At a check step (the first step with an active penalty, then every
-        ``REUSE_CHECK_EVERY`` steps) the exact ``g`` is also taken by the extra pass; the hooks
-        measure the reused ``g``'s relative error against it per layer, store the exact one,
-        and the guard switches the run to ``"exact"`` if the error passes ``reuse_tolerance``
-        times the drift of ``g`` since the previous visit.
-
-        Returns the value (detached: its gradient arrives through the hooks). The hooks belong
-        to this step's graph and go with it.
-        """
-        index = index.to(self.seen.device)
-        n, take = len(rows), self._take(graph_acts[0])
-        lam = self.config.lam
-        self.steps += 1
-        whole = n == len(self.seen) and bool((index == torch.arange(n, device=index.device)).all())
+    def __call__(self, step: Any) -> Tensor:
+        config = self.config
+        grads = self.gradient(step)
         with torch.no_grad():
-            prev = self.attr[index]
-            seen = self.seen[index].view(-1, 1)
-            # the previous g, as views of the cache when the minibatch is the whole forget set
-            # in order (the hooks read it before they overwrite it)
-            g_prev = [grad[:, :take] if whole else grad.index_select(0, index)[:, :take]
-                      for grad in self.grad]
-            hs = [act[:n, :take].detach() for act in graph_acts]
-            value = prev.new_zeros(())
-            slopes: list[Tensor | None] = []
-            for j, (h, g) in enumerate(zip(hs, g_prev, strict=True)):
-                gap = prev[:, j] - attribution_now(h, g)
-                active = (prev[:, j] < 0) & seen
-                value += (gap.abs() * active).sum()
-                slopes.append(torch.where(active, -lam * torch.sign(gap), 0.0) if lam else None)
-            acting = [s is not None and bool(s.any()) for s in slopes]
-            mask = _positions(rows, self.config.positions)[:, :take, None].to(hs[0].dtype)
-            scale = mask / weight
-        exact: Sequence[Tensor | None] | None = None
-        if (logprob is not None and math.isfinite(self.config.reuse_tolerance) and any(acting)
-                and (not self._checked or self.steps % REUSE_CHECK_EVERY == 0)):
-            self._checked, self.checked_steps = True, [*self.checked_steps, self.steps]
-            exact = torch.autograd.grad(logprob.sum(), list(graph_acts), retain_graph=True,
-                                        allow_unused=True)
-            self.reuse_error = [0.0] * len(self.layers)
-            self.drift = [0.0] * len(self.layers)
+            now = [p.detach() * g for p, g in zip(self.params, grads, strict=True)]
+        prev, self.prev = self.prev, now
+        zero = self.params[0].new_zeros(())
+        if prev is None:  # step 1: nothing to compare with
+            self.last = {"value": 0.0, "negative": 0.0}
+            return zero
+        value, surrogate, negative = zero, zero, 0
+        with torch.no_grad():
+            coefs = []
+            for a, b, g in zip(now, prev, grads, strict=True):
+                v, coef = penalty_coefficient(a, b, config.lam, config.norm, config.negative_set)
+                value = value + v
+                negative += int(((a < 0) if config.negative_set == "current" else (b < 0)).sum())
+                coefs.append(coef.mul_(g))
+        for p, c in zip(self.params, coefs, strict=True):  # d/dphi (phi . c) = c
+            surrogate = surrogate + (p * c).sum()
+        self.last = {"value": float(value), "negative": float(negative)}
+        return value + surrogate - surrogate.detach()
 
-        def hook_for(j: int):
-            def hook(grad: Tensor) -> Tensor | None:
-                out = None
-                if acting[j]:  # this layer's penalty gradient joins the flow
-                    out = grad.clone()
-                    out[:n, :take].addcmul_(slopes[j][:, None, :], g_prev[j])
-                cache = self.grad[j][:, :take]
-                if exact is None and whole:  # the new g straight into the cache (g_prev was read)
-                    g = torch.mul(grad[:n, :take], scale, out=cache)
-                else:
-                    g = grad[:n, :take] * scale
-                    if exact is not None:
-                        g = self._measure(j, g, exact[j], mask, g_prev[j], seen.view(-1))
-                    if whole:
-                        cache.copy_(g)
-                    else:
-                        cache.index_copy_(0, index, g)
-                self.attr[index, j] = attribution_now(hs[j], g)
-                if j == 0:
-                    self.seen[index] = True
-                    if exact is not None:
-                        self._guard()
-                return out
-
-            return hook
-
-        for j, act in enumerate(graph_acts):
-            act.register_hook(hook_for(j))
-        return lam * value
-
-    def _measure(self, j: int, reused: Tensor, exact: Tensor | None, mask: Tensor,
-                 previous: Tensor, seen: Tensor) -> Tensor:
-        """A check at layer ``j``: the reused ``g``'s relative error against the exact one, and
-        the drift of the exact ``g`` from the constant the penalty used this step (the facts
-        seen before); returns the exact ``g``, which the cache keeps."""
-        n, take = reused.shape[:2]
-        true = torch.zeros_like(reused) if exact is None else exact[:n, :take] * mask
-        self.reuse_error[j] = float((reused - true).norm() / true.norm().clamp_min(1e-30))
-        self.drift[j] = float((true[seen] - previous[seen]).norm()
-                              / true[seen].norm().clamp_min(1e-30))
-        return true
-
-    def _guard(self) -> None:
-        """After a check: if the reused ``g``'s error passed ``reuse_tolerance`` times the drift
-        of ``g`` since the previous step at some layer, switch for good to the extra pass."""
-        tolerance = self.config.reuse_tolerance
-        ratios = [error / max(drift, 1e-30) for error, drift in zip(self.reuse_error, self.drift,
-                                                                      strict=True)]
-        worst = max(range(len(ratios)), key=ratios.__getitem__)
-        if self.reuse and ratios[worst] > tolerance:
-            self.reuse, self.switched_at = False, self.steps
-            warnings.warn(
-                f"SSIUU: at step {self.steps} the reused g = d log P / d h was off by "
-                f"{self.reuse_error[worst]:.2g} (relative) at layer {self.layers[worst]}, "
-                f"{ratios[worst]:.2g} of g's own drift since the previous step (reuse_tolerance "
-                f"{tolerance:g}); from the next step g comes from an extra backward pass "
-                f"(gradient='exact')", RuntimeWarning, stacklevel=2)
+    def record(self) -> dict[str, Any]:
+        return {"parameters": len(self.params), "features": sum(p.numel() for p in self.params)}
 
 
-class ParameterPenalty:
-    """Previous parameter gradient and attribution, and the parameter-level penalty."""
+class NeuronSSIUU(BoundPenalty):
+    """Per-run state of the neuron level: the hooks and ``A_{t-1}`` per (layer, neuron)."""
 
-    reuse = False  # G always comes from its own extra backward pass
-
-    def __init__(self, config: SSIUU, model: Any, layers: Sequence[int]) -> None:
+    def __init__(self, config: SSIUU, model: Any) -> None:
+        layers = check_layers(model, config.layers)
+        super().__init__(hooks=mlp_hook_names(model, layers))
         self.config, self.layers = config, list(layers)
-        blocks = getattr(model, "blocks", None)
-        if blocks is None:
-            raise ValueError("parameter-level SSIUU needs a model with .blocks[l].mlp")
-        params: list[Tensor] = []
-        for layer in self.layers:
-            params.extend(p for p in blocks[layer].mlp.parameters() if p.requires_grad)
-        if not params:
-            raise ValueError(f"layers {self.layers} have no trainable MLP parameters")
-        self.params = params
-        self.grad: list[Tensor] | None = None
-        self.attr: list[Tensor] | None = None
+        self.prev: Float[Tensor, "layer neuron"] | None = None
+        self.last: dict[str, float] = {}
 
-    def penalty(self) -> Tensor:
-        if self.grad is None or self.attr is None:
-            return self.params[0].new_zeros(())
-        total = self.params[0].new_zeros(())
-        for p, g, prev in zip(self.params, self.grad, self.attr, strict=True):
-            total = total + torch.where(prev < 0, (prev - p * g).abs(), 0.0).sum()
-        return self.config.lam * total
+    def _mask(self, step: Any, width: int) -> Tensor:
+        rows = step.rows["forget"]
+        mask = rows.prompt_mask if self.config.positions == "prompt" else rows.attention_mask
+        take = min(width, mask.shape[1])
+        full = torch.zeros(mask.shape[0], width, dtype=torch.bool, device=mask.device)
+        full[:, :take] = mask[:, :take]
+        return full
 
-    def update(self, logprob: Tensor) -> None:
-        grads = torch.autograd.grad(logprob.sum(), self.params, retain_graph=True,
+    def __call__(self, step: Any) -> Tensor:
+        config = self.config
+        out = step.passes["forget"].out
+        part = step.parts["forget"]
+        sources = [out.acts[h] for h in self.hooks]
+        grads = torch.autograd.grad(_target(step, config.target), sources, retain_graph=True,
                                     allow_unused=True)
-        self.grad = [torch.zeros_like(p) if g is None else g.detach()
-                     for p, g in zip(self.params, grads, strict=True)]
-        self.attr = [p.detach() * g for p, g in zip(self.params, self.grad, strict=True)]
+        hs = [act[part] for act in sources]
+        mask = self._mask(step, hs[0].shape[1])[..., None].to(hs[0].dtype)
+        with torch.no_grad():
+            gs = [torch.zeros_like(h) if g is None else g[part] * mask
+                  for h, g in zip(hs, grads, strict=True)]
+            now = torch.stack([(h.detach() * g).sum((0, 1)) for h, g in zip(hs, gs, strict=True)])
+        prev, self.prev = self.prev, now
+        zero = hs[0].new_zeros(())
+        if prev is None:
+            self.last = {"value": 0.0, "negative": 0.0}
+            return zero
+        with torch.no_grad():
+            value, coef = penalty_coefficient(now, prev, config.lam, config.norm,
+                                              config.negative_set)
+        surrogate = zero
+        for j, (h, g) in enumerate(zip(hs, gs, strict=True)):  # d/dh (h . c g) = c g
+            surrogate = surrogate + (h * (g * coef[j])).sum()
+        negative = (now < 0) if config.negative_set == "current" else (prev < 0)
+        self.last = {"value": float(value), "negative": float(negative.sum())}
+        return value + surrogate - surrogate.detach()
+
+    def record(self) -> dict[str, Any]:
+        return {"layers": self.layers, "hooks": list(self.hooks)}
+
+
+register_penalty("ssiuu", SSIUU)

@@ -8,17 +8,18 @@ import math
 import pytest
 
 import neuronscope as ns
-from neuronscope.bench import PRESETS, BenchConfig, MethodSpec, RobustnessResult, mean_std, parse_methods
+from neuronscope.bench import PRESETS, BenchConfig, Recipe, RobustnessResult, mean_std, parse_methods
 from neuronscope.cli import build_parser
+from neuronscope.unlearning import SSIUU
 
 
 def test_parse_methods():
-    specs = parse_methods("ga, gd+ssiuu:0.03 ,npo+ssiuu, gd+ssiuu:0.001:exact")
-    assert specs == (MethodSpec("ga"), MethodSpec("gd", 0.03), MethodSpec("npo", 0.01),
-                     MethodSpec("gd", 0.001, gradient="exact"))
-    assert [s.label for s in specs] == ["ga", "gd+ssiuu(0.03)", "npo+ssiuu(0.01)",
-                                        "gd+ssiuu(0.001,exact)"]
-    for bad in ("", "gd+foo", "gd+ssiuu:abc", "gd+ssiuu:0.01:cheap"):
+    specs = parse_methods("ga, gd+ssiuu(0.03) ,npo+ssiuu, gd+ssiuu:0.001, gd+ssiuu(0.01,level=neuron)")
+    assert specs == (Recipe("ga"), Recipe("gd", (SSIUU(0.03),)), Recipe("npo", (SSIUU(),)),
+                     Recipe("gd", (SSIUU(0.001),)), Recipe("gd", (SSIUU(0.01, level="neuron"),)))
+    assert [s.label for s in specs] == ["ga", "gd+ssiuu(0.03)", "npo+ssiuu(0.001)",
+                                        "gd+ssiuu(0.001)", "gd+ssiuu(0.01,level=neuron)"]
+    for bad in ("", "gd+foo", "gd+ssiuu(abc)", "gd+ssiuu(0.01,gradient=exact)", "xyz"):
         with pytest.raises(ValueError):
             parse_methods(bad)
 
@@ -39,8 +40,9 @@ def test_config_roundtrip_and_sweep_methods():
     config = PRESETS["full"]
     assert BenchConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     methods = config.all_methods()
-    assert len(config.sweep) >= 5 and MethodSpec("gd") in methods
-    assert MethodSpec("gd", 0.01) in methods and len(methods) == len(set(methods))
+    assert len(config.sweep) >= 5 and Recipe("gd") in methods
+    assert Recipe("gd", (SSIUU(0.01),)) in methods and len(methods) == len(set(methods))
+    assert Recipe("gd", (SSIUU(1e-3),)) in config.methods  # the paper's SSIUU row
     assert len(config.seeds) >= 3
     with pytest.raises(ValueError, match="unknown benchmark setting"):
         config.with_overrides(colour="red")
@@ -104,7 +106,7 @@ def test_tables_show_mean_and_std(tmp_path):
 
 def test_cli_parses_bench_robustness():
     args = build_parser().parse_args(["bench", "robustness", "--preset", "smoke", "--seeds", "3", "4",
-                                      "--methods", "gd,gd+ssiuu:0.1", "--out", "x"])
+                                      "--methods", "gd,gd+ssiuu(0.1)", "--out", "x"])
     assert args.preset == "smoke" and args.seeds == [3, 4] and args.func.__name__ == "run_robustness"
 
 
@@ -136,8 +138,7 @@ def test_fast_preset_reproduces_its_numbers(tmp_path):
     assert all(r["attacked"] <= unit["chance"] + 0.15 for r in oracle)
     assert unit["target"] == unit["chance"]  # the default target: the chance level
     ssiuu = [r for r in first.rows if r["method"] == "gd+ssiuu(0.001)"]
-    assert ssiuu and all(r["ssiuu_reused_gradient"] is True for r in ssiuu)  # gd: reused g
-    assert all(r["ssiuu_reused_gradient"] is None for r in first.rows if r["method"] == "gd")
+    assert ssiuu and all(r["base"] == "gd" and r["lambda"] == 0.001 for r in ssiuu)
     assert RobustnessResult.load(tmp_path / "r").rows == first.rows
 
 

@@ -1,17 +1,18 @@
-"""The SSIUU penalty: zero when attributions do not change, the cached attributions equal a
-slow per-fact reference, and its gradient matches finite differences (float64)."""
+"""SSIUU as the paper's Algorithm 1: the penalty's gradient equals autograd of the written-out
+penalty with g detached (float64, both levels, every option), a two-parameter example computed
+by hand (signs, I- per step, no penalty at step 1, A_{t-1} detached), bad input."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
-from neuronscope.scoring import batch_for
 from neuronscope.tokenization import FactBatch
-from neuronscope.training import detached_copy
-from neuronscope.unlearning import SSIUU
-from neuronscope.unlearning.forward import answer_logprobs, forward
-from neuronscope.unlearning.ssiuu import NeuronPenalty, ParameterPenalty
+from neuronscope.unlearning import SSIUU, unlearn
+from neuronscope.unlearning.loss import make_step
+from neuronscope.unlearning.ssiuu import ParameterSSIUU, select_parameters
 
 
 def _batch() -> FactBatch:
@@ -35,16 +36,6 @@ def tiny64(native_factory):
     return native_factory("ln_gelu", d_vocab=50, seed=1).to(torch.float64)
 
 
-def _v(tensor):
-    return float(tensor.detach())
-
-
-def _acts_logp(model, batch, penalty):
-    out = forward(model, batch, penalty.hook_names)
-    acts = [out.acts[name] for name in penalty.hook_names]
-    return acts, answer_logprobs(out.logits, batch)[0]
-
-
 def _perturb(model, scale=0.05, seed=1):
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -52,313 +43,215 @@ def _perturb(model, scale=0.05, seed=1):
             p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
 
 
-def test_cached_attribution_matches_per_fact_reference(tiny64):
-    batch = _batch()
-    index = torch.arange(len(batch))
-    penalty = SSIUU(0.3).build(tiny64, batch)
-    acts, logp = _acts_logp(tiny64, batch, penalty)
-    penalty.update(acts, logp, batch, index)
-    for row in range(len(batch)):
-        one = batch[row : row + 1]
-        out = forward(tiny64, one, penalty.hook_names)
-        lp = answer_logprobs(out.logits, one)[0].sum()
-        for j, name in enumerate(penalty.hook_names):
-            h = out.acts[name]
-            (g,) = torch.autograd.grad(lp, h, retain_graph=True)
-            prompt = one.prompt_mask[0]
-            expected = (h[0, prompt] * g[0, prompt]).sum(0)
-            torch.testing.assert_close(penalty.attr[row, j], expected.detach(), rtol=1e-9,
-                                       atol=1e-12)
+def _reference_logp(logits, batch):
+    """log P(answer | prompt) per row, written out: next-token log-softmax, answer tokens only."""
+    logp = logits[:, :-1].log_softmax(-1).gather(-1, batch.tokens[:, 1:, None])[..., 0]
+    return (logp * batch.answer_mask[:, 1:].to(logp.dtype)).sum(-1)
 
 
-@pytest.mark.parametrize("level", ["neuron", "parameter"])
-def test_penalty_zero_when_attributions_unchanged_and_positive_after_a_change(tiny64, level):
-    model = detached_copy(tiny64)
-    batch = _batch()
-    index = torch.arange(len(batch))
-    penalty = SSIUU(0.3, level=level).build(model, batch)
-    if level == "neuron":
-        acts, logp = _acts_logp(model, batch, penalty)
-        assert _v(penalty.penalty(acts, batch, index)) == 0.0, "no previous attribution yet"
-        penalty.update(acts, logp, batch, index)
-        acts, _ = _acts_logp(model, batch, penalty)
-        assert _v(penalty.penalty(acts, batch, index)) == 0.0
-        assert bool((penalty.attr < 0).any()), "there are negative attributions to guard"
-        _perturb(model)
-        acts, _ = _acts_logp(model, batch, penalty)
-        assert _v(penalty.penalty(acts, batch, index)) > 0
-    else:
-        assert _v(penalty.penalty()) == 0.0
-        _, logp = _acts_logp(model, batch, SSIUU(0.3).build(model, batch))
-        penalty.update(logp)
-        assert _v(penalty.penalty()) == 0.0
-        _perturb(model)
-        assert _v(penalty.penalty()) > 0
+def _reference_target(logits, batch, target):
+    logp = _reference_logp(logits, batch)
+    return logp.exp().sum() if target == "prob" else logp.sum()
 
 
-def test_penalty_matches_its_definition(tiny64):
-    """lam * sum over (fact, layer, neuron) with A_prev < 0 of |A_prev - h_now . g_prev|."""
-    model = detached_copy(tiny64)
-    batch = _batch()
-    index = torch.arange(len(batch))
-    penalty = SSIUU(0.3).build(model, batch)
-    acts, logp = _acts_logp(model, batch, penalty)
-    penalty.update(acts, logp, batch, index)
-    _perturb(model)
-    acts, _ = _acts_logp(model, batch, penalty)
-    value = _v(penalty.penalty(acts, batch, index))
-    expected = 0.0
-    for f in range(len(batch)):
-        prompt = batch.prompt_mask[f]
-        n = int(prompt.sum())
-        for j, h in enumerate(acts):
-            now = (h[f, :n] * penalty.grad[j][f, :n]).sum(0)
-            prev = penalty.attr[f, j]
-            expected += _v(((prev - now).abs() * (prev < 0)).sum())
-    assert value == pytest.approx(0.3 * expected, rel=1e-10)
+def _written_penalty(now_fn, prev, lam, norm, negative_set):
+    """lam * sum over I- of (A_t - A_{t-1})^2 (or |.|), written out; I- from the values."""
+    now = now_fn()
+    negative = (now.detach() < 0) if negative_set == "current" else (prev < 0)
+    diff = (now - prev)[negative]
+    return lam * (diff.square().sum() if norm == "squared" else diff.abs().sum())
 
 
-@pytest.mark.parametrize("level", ["neuron", "parameter"])
-def test_penalty_gradient_matches_finite_differences(tiny64, level):
-    model = detached_copy(tiny64)
-    batch = _batch()
-    index = torch.arange(len(batch))
-    probe = SSIUU(0.3).build(model, batch)
-    penalty = SSIUU(0.3, level=level).build(model, batch)
-    acts, logp = _acts_logp(model, batch, probe)
-    if level == "neuron":
-        penalty.update(acts, logp, batch, index)
-    else:
-        penalty.update(logp)
-    _perturb(model)
+OPTIONS = [dict(), dict(target="logprob"), dict(norm="abs"), dict(negative_set="previous")]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(o) or "paper")
+def test_parameter_level_gradient_equals_autograd_of_the_written_penalty(tiny64, options):
+    model, batch, lam = tiny64, _batch(), 0.7
+    config = SSIUU(lam, **options)
+    bound = config.bind(model, batch)
     params = [p for p in model.parameters() if p.requires_grad]
+    assert len(bound.params) == len(params)
 
-    def value():
-        if level == "parameter":
-            return penalty.penalty()
-        return penalty.penalty(_acts_logp(model, batch, penalty)[0], batch, index)
+    def reference_a():  # A = phi * dP/dphi with a fresh, independent forward pass
+        grads = torch.autograd.grad(_reference_target(model(batch.tokens), batch, config.target),
+                                    params, allow_unused=True)
+        return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
 
-    grads = torch.autograd.grad(value(), params, allow_unused=True)
-    gen = torch.Generator().manual_seed(7)
-    for _ in range(3):
-        direction = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params]
-        analytic = sum(float((g * d).sum()) for g, d in zip(grads, direction, strict=True)
-                       if g is not None)
-        eps = 1e-6
-        with torch.no_grad():
-            for p, d in zip(params, direction, strict=True):
-                p.add_(eps * d)
-            plus = _v(value())
-            for p, d in zip(params, direction, strict=True):
-                p.sub_(2 * eps * d)
-            minus = _v(value())
-            for p, d in zip(params, direction, strict=True):
-                p.add_(eps * d)
-        numeric = (plus - minus) / (2 * eps)
-        assert analytic != 0.0
-        assert numeric == pytest.approx(analytic, rel=1e-5, abs=1e-9)
+    first = bound(make_step(model, batch))  # step 1: no penalty, A_1 stored
+    assert float(first) == 0.0 and not first.requires_grad
+    g1 = reference_a()
+    prev = torch.cat([(p.detach() * g).flatten() for p, g in zip(params, g1, strict=True)])
+    stored = torch.cat([a.flatten() for a in bound.prev])
+    assert not stored.requires_grad
+    torch.testing.assert_close(stored, prev, rtol=1e-9, atol=1e-12)
 
+    _perturb(model)  # as if an optimiser step happened
+    term = bound(make_step(model, batch))
+    ours = torch.autograd.grad(term, params, allow_unused=True)
+    g2 = [g.detach() for g in reference_a()]
 
-def test_penalty_only_on_facts_seen_before(tiny_org, forget_retain):
-    forget, _ = forget_retain
-    batch = batch_for(tiny_org.bridge, forget)[:6]
-    model = detached_copy(tiny_org.bridge)
-    penalty = SSIUU(1.0).build(model, batch)
-    assert isinstance(penalty, NeuronPenalty)
-    first = torch.arange(3)
-    acts, logp = _acts_logp(model, batch[first], penalty)
-    penalty.update(acts, logp, batch[first], first)
-    _perturb(model, scale=0.01)
-    rest = torch.arange(3, 6)
-    acts, _ = _acts_logp(model, batch[rest], penalty)
-    assert _v(penalty.penalty(acts, batch[rest], rest)) == 0.0
-    acts, _ = _acts_logp(model, batch[first], penalty)
-    assert _v(penalty.penalty(acts, batch[first], first)) > 0
+    def now():
+        return torch.cat([(p * g).flatten() for p, g in zip(params, g2, strict=True)])  # g detached
 
-
-def test_parameter_level_uses_mlp_parameters(tiny_org, forget_retain):
-    forget, _ = forget_retain
-    batch = batch_for(tiny_org.bridge, forget)
-    penalty = SSIUU(1.0, level="parameter", layers=(1,)).build(tiny_org.bridge, batch)
-    assert isinstance(penalty, ParameterPenalty)
-    ids = {id(p) for p in tiny_org.bridge.blocks[1].mlp.parameters()}
-    assert {id(p) for p in penalty.params} == ids
-
-
-def test_ssiuu_limits_the_change_of_negative_attributions(tiny_org, forget_retain):
-    """Against the original model's attributions (its own gradient held fixed), GD moves the
-    negatively attributed neurons much less with SSIUU than without."""
-    from neuronscope.unlearning import unlearn
-
-    forget, retain = forget_retain
-    batch = batch_for(tiny_org.bridge, forget)
-    index = torch.arange(len(batch))
-    reference = SSIUU(1.0).build(tiny_org.bridge, batch)
-    acts, logp = _acts_logp(tiny_org.bridge, batch, reference)
-    reference.update(acts, logp, batch, index)
-
-    def change(model):
-        with torch.no_grad():
-            return _v(reference.penalty(_acts_logp(model, batch, reference)[0], batch, index))
-
-    common = dict(method="gd", max_steps=15, target_forget_accuracy=None, progress=False)
-    base = unlearn(tiny_org.bridge, forget, retain, **common)
-    guarded = unlearn(tiny_org.bridge, forget, retain, ssiuu=SSIUU(0.05), **common)
-    assert change(guarded.bridge) < 0.7 * change(base.bridge)
-
-
-def _reuse_step(model, batch, penalty, index, check=False):
-    """One GD-style forget step in reuse mode: the forget term plus the penalty, one backward
-    (with the guard's check when ``check``)."""
-    out = forward(model, batch, penalty.hook_names)
-    full = [out.acts[name] for name in penalty.hook_names]
-    logp, _, picked, mask = answer_logprobs(out.logits, batch)
-    value = penalty.reuse_step(full, batch, index, weight=1.0 / float(mask.sum()),
-                               logprob=logp if check else None)
-    (picked.sum() / mask.sum() + value).backward()
-    return value
-
-
-def _relative(a, b) -> float:
-    return float((a - b).norm() / b.norm())
-
-
-def _exact_grads(model, batch, penalty_like, index):
-    """``d log P / d h`` by the extra backward pass, in a fresh exact-mode penalty."""
-    exact = SSIUU(penalty_like.config.lam, gradient="exact").build(model, batch)
-    acts, logp = _acts_logp(model, batch, exact)
-    exact.update(acts, logp, batch, index)
-    return exact
-
-
-def test_reused_gradient_equals_the_extra_pass_on_a_first_visit(tiny64):
-    """No penalty yet: the main backward's d loss / d h, divided by the forget weight, is
-    d log P / d h (up to the float32 log-softmax both paths share)."""
-    batch = _batch()
-    index = torch.arange(len(batch))
-    reuse = SSIUU(0.3, gradient="reuse").build(tiny64, batch, "gd")
-    assert reuse.reuse
-    exact = _exact_grads(tiny64, batch, reuse, index)
-    assert _v(_reuse_step(tiny64, batch, reuse, index)) == 0.0
-    assert bool(reuse.seen.all())
-    for j in range(len(reuse.layers)):
-        assert _relative(reuse.grad[j], exact.grad[j]) < 1e-6
-    assert _relative(reuse.attr, exact.attr) < 1e-6
-
-
-@pytest.mark.parametrize("lam", [1e-3, 1e-1])
-def test_reused_gradient_with_an_active_penalty(tiny64, lam):
-    """With the penalty active, the direct term is removed exactly (the last hooked layer has
-    no later penalty: equal to the extra pass); lower layers keep the penalty's gradient from
-    later layers, of relative size about lam."""
-    batch = _batch()
-    index = torch.arange(len(batch))
-    reuse = SSIUU(lam, gradient="reuse").build(tiny64, batch, "gd")
-    _reuse_step(tiny64, batch, reuse, index)  # first visit: records g and A
-    model = detached_copy(tiny64)
-    _perturb(model, scale=0.05)
-    exact = _exact_grads(model, batch, reuse, index)
-    assert _v(_reuse_step(model, batch, reuse, index)) > 0
-    last = len(reuse.layers) - 1
-    assert _relative(reuse.grad[last], exact.grad[last]) < 1e-6
-    errors = [_relative(reuse.grad[j], exact.grad[j]) for j in range(last)]
-    assert all(error < 5 * lam for error in errors), errors
-
-
-def test_gradient_mode_per_method_and_bad_values(tiny_org, forget_retain):
-    from neuronscope.unlearning import unlearn
-
-    auto = SSIUU(1e-3)
-    assert auto.reuses_gradient("ga") and auto.reuses_gradient("gd")
-    assert not auto.reuses_gradient("npo") and not auto.reuses_gradient("rmu")
-    assert not SSIUU(1e-3, gradient="exact").reuses_gradient("gd")
-    assert not SSIUU(1e-3, level="parameter").reuses_gradient("gd")
-    with pytest.raises(ValueError, match="gradient must be one of"):
-        SSIUU(1e-3, gradient="cheap")
-    forget, retain = forget_retain
-    with pytest.raises(ValueError, match="same weight on every fact"):
-        unlearn(tiny_org.bridge, forget, retain, method="npo", ssiuu=SSIUU(1e-3, gradient="reuse"),
-                max_steps=1, progress=False)
-
-
-def test_reuse_step_backpropagates_the_penalty_exactly(tiny64):
-    """The gradient the reuse hooks inject equals autograd's gradient of forget term + penalty:
-    same parameter gradients as the plain differentiable penalty, and the same value."""
-    batch = _batch()
-    index = torch.arange(len(batch))
-    first = SSIUU(0.3, gradient="reuse").build(tiny64, batch, "gd")
-    _reuse_step(tiny64, batch, first, index)  # records g and A at the start
-    tiny64.zero_grad(set_to_none=True)
-    grads, values = {}, {}
-    for mode in ("reuse", "autograd"):
-        model = detached_copy(tiny64)
-        _perturb(model, scale=0.05)
-        penalty = SSIUU(0.3, gradient="reuse").build(model, batch, "gd")
-        penalty.grad = [g.clone() for g in first.grad]
-        penalty.attr, penalty.seen = first.attr.clone(), first.seen.clone()
-        if mode == "reuse":
-            values[mode] = _v(_reuse_step(model, batch, penalty, index))
-        else:
-            out = forward(model, batch, penalty.hook_names)
-            acts = [out.acts[name] for name in penalty.hook_names]
-            _, _, picked, mask = answer_logprobs(out.logits, batch)
-            value = penalty.penalty(acts, batch, index)
-            (picked.sum() / mask.sum() + value).backward()
-            values[mode] = _v(value)
-        grads[mode] = [p.grad.clone() for p in model.parameters()]
-    assert values["reuse"] > 0 and values["reuse"] == pytest.approx(values["autograd"], rel=1e-12)
-    for a, b in zip(grads["reuse"], grads["autograd"], strict=True):
+    written = _written_penalty(now, prev, lam, config.norm, config.negative_set)
+    expected = torch.autograd.grad(written, params, allow_unused=True)
+    assert float(written.detach()) > 0
+    assert float(term.detach()) == pytest.approx(float(written.detach()), rel=1e-9)
+    for a, b, p in zip(ours, expected, params, strict=True):
+        a = torch.zeros_like(p) if a is None else a
+        b = torch.zeros_like(p) if b is None else b
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
-def test_guard_measures_the_reused_gradient_against_an_independent_exact_pass(tiny64):
-    """At a check step the guard's error and drift equal those computed from a separate
-    exact-mode pass, and the cache keeps the exact g."""
-    batch = _batch()
-    index = torch.arange(len(batch))
-    first = SSIUU(0.1, gradient="reuse").build(tiny64, batch, "gd")
-    _reuse_step(tiny64, batch, first, index)  # first visit: records g and A
-    model = detached_copy(tiny64)
-    _perturb(model, scale=0.05)
-    exact = _exact_grads(model, batch, first, index)
-    states = {}
-    for check in (False, True):
-        penalty = SSIUU(0.1, gradient="reuse").build(model, batch, "gd")
-        penalty.grad = [g.clone() for g in first.grad]
-        penalty.attr, penalty.seen = first.attr.clone(), first.seen.clone()
-        _reuse_step(model, batch, penalty, index, check=check)
-        model.zero_grad(set_to_none=True)
-        states[check] = penalty
-    plain, checked = states[False], states[True]
-    assert checked.checked_steps == [1] and plain.checked_steps == []
-    for j in range(len(checked.layers)):
-        assert checked.reuse_error[j] == pytest.approx(_relative(plain.grad[j], exact.grad[j]),
-                                                       rel=1e-6, abs=1e-12)
-        assert checked.drift[j] == pytest.approx(_relative(first.grad[j], exact.grad[j]), rel=1e-6)
-        torch.testing.assert_close(checked.grad[j], exact.grad[j], rtol=1e-9, atol=1e-12)
-    assert max(checked.reuse_error[:-1]) > 1e-3  # the lower layers do carry the penalty
+@pytest.mark.parametrize("options", [*OPTIONS, dict(positions="prompt")],
+                         ids=lambda o: ",".join(o) or "default")
+def test_neuron_level_gradient_equals_autograd_of_the_written_penalty(tiny64, options):
+    model, batch, lam = tiny64, _batch(), 0.3
+    config = SSIUU(lam, level="neuron", **options)
+    bound = config.bind(model, batch)
+    hooks = bound.hooks
+    assert hooks == [f"blocks.{layer}.mlp.hook_post" for layer in range(2)]
+    params = [p for p in model.parameters() if p.requires_grad]
+    mask = (batch.prompt_mask if config.positions == "prompt" else batch.attention_mask)
+
+    def reference():  # h at the hooks and g = dP/dh from an independent pass
+        seen = {}
+
+        def keep(name):
+            return lambda x, hook: seen.setdefault(name, x)
+
+        logits = model.run_with_hooks(batch.tokens, fwd_hooks=[(h, keep(h)) for h in hooks])
+        acts = [seen[h] for h in hooks]
+        grads = torch.autograd.grad(_reference_target(logits, batch, config.target), acts,
+                                    retain_graph=True)
+        m = mask[..., None].to(acts[0].dtype)
+        return acts, [g.detach() * m for g in grads]
+
+    assert float(bound(make_step(model, batch, hooks))) == 0.0
+    acts, grads = reference()
+    prev = torch.stack([(h.detach() * g).sum((0, 1)) for h, g in zip(acts, grads, strict=True)])
+    torch.testing.assert_close(bound.prev, prev, rtol=1e-9, atol=1e-12)
+
+    _perturb(model)
+    term = bound(make_step(model, batch, hooks))
+    ours = torch.autograd.grad(term, params, allow_unused=True)
+    acts, grads = reference()
+
+    def now():
+        return torch.stack([(h * g).sum((0, 1)) for h, g in zip(acts, grads, strict=True)])
+
+    written = _written_penalty(now, prev, lam, config.norm, config.negative_set)
+    expected = torch.autograd.grad(written, params, allow_unused=True)
+    assert float(written.detach()) > 0
+    assert float(term.detach()) == pytest.approx(float(written.detach()), rel=1e-9)
+    for a, b, p in zip(ours, expected, params, strict=True):
+        a = torch.zeros_like(p) if a is None else a
+        b = torch.zeros_like(p) if b is None else b
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
-def test_reuse_switches_to_the_extra_pass_when_its_error_passes_the_tolerance(tiny_org,
-                                                                            forget_retain):
-    """A large lam makes the reused g's error large against g's own drift: the run warns and
-    switches to the exact gradient; a small lam keeps reusing, checked."""
-    from neuronscope.unlearning import unlearn
+class _FakeStep:
+    """log P = u . phi for one fact, so P = exp(u . phi) and dP/dphi = P u."""
 
+    def __init__(self, phi, u):
+        self.phi, self.u = phi, u
+
+    def logprob(self, part="forget"):
+        return (self.u * self.phi).sum().reshape(1)
+
+
+def _hand(phi, u):
+    """A = phi * dP/dphi by hand (plain floats)."""
+    p = math.exp(sum(a * b for a, b in zip(phi, u, strict=True)))
+    return [a * p * b for a, b in zip(phi, u, strict=True)], [p * b for b in u]
+
+
+@pytest.mark.parametrize("negative_set", ["current", "previous"])
+def test_two_parameter_example_by_hand(negative_set):
+    lam, u = 0.5, torch.tensor([0.5, 0.25], dtype=torch.float64)
+    phi = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    bound = ParameterSSIUU(SSIUU(lam, negative_set=negative_set), [("phi", phi)])
+    points = [[1.0, -2.0], [-1.0, -2.0], [2.0, 1.0]]
+    previous = None
+    for t, point in enumerate(points, start=1):
+        with torch.no_grad():
+            phi.copy_(torch.tensor(point, dtype=torch.float64))
+        term = bound(_FakeStep(phi, u))
+        a_now, g_now = _hand(point, [0.5, 0.25])
+        if t == 1:  # A_1 = (0.5, -0.5): stored, no penalty, no gradient
+            assert a_now == pytest.approx([0.5, -0.5])
+            assert float(term) == 0.0 and not term.requires_grad
+        else:
+            chosen = a_now if negative_set == "current" else previous
+            negative = [a < 0 for a in chosen]
+            value = lam * sum((a - b) ** 2 for a, b, n in zip(a_now, previous, negative, strict=True) if n)
+            grad = [2 * lam * (a - b) * g if n else 0.0
+                    for a, b, g, n in zip(a_now, previous, g_now, negative, strict=True)]
+            (ours,) = torch.autograd.grad(term, [phi], allow_unused=True)
+            ours = [0.0, 0.0] if ours is None else ours.tolist()
+            assert float(term.detach()) == pytest.approx(value, rel=1e-12, abs=1e-15)
+            assert ours == pytest.approx(grad, rel=1e-12, abs=1e-15)
+            if t == 2:  # A_2 = (-e^-1/2, -e^-1/2): both negative now, only phi_2 was before
+                assert negative == ([True, True] if negative_set == "current" else [False, True])
+                assert ours[0] < 0 if negative_set == "current" else ours[0] == 0
+                assert ours[1] > 0
+            if t == 3:  # A_3 > 0: I- is empty now, but both were negative at step 2
+                assert negative == ([False, False] if negative_set == "current" else [True, True])
+        assert not bound.prev[0].requires_grad  # A_{t-1} is stored detached
+        assert bound.prev[0].tolist() == pytest.approx(a_now, rel=1e-12)
+        previous = a_now
+
+
+def test_parameter_groups_and_name_filters(native_factory):
+    model = native_factory("ln_gelu")
+    every = select_parameters(model, "all")
+    attn = select_parameters(model, "attn")
+    mlp = select_parameters(model, "mlp")
+    embed = select_parameters(model, "embed")
+    assert len(every) == sum(1 for p in model.parameters() if p.requires_grad)
+    assert attn and all(".attn." in n for n, _ in attn)
+    assert mlp and all(".mlp." in n for n, _ in mlp)
+    assert {n for n, _ in embed} >= {"embed.weight"} or any("embed" in n for n, _ in embed)
+    assert not {id(p) for _, p in attn} & {id(p) for _, p in mlp}
+    layer0 = select_parameters(model, r"^layers\.0\.")
+    assert layer0 and all(n.startswith("layers.0.") for n, _ in layer0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"lam": -1e-3}, "lam"), ({"lam": float("nan")}, "lam"), ({"lam": float("inf")}, "lam"),
+    ({"target": "logit"}, "target"), ({"norm": "l1"}, "norm"),
+    ({"negative_set": "both"}, "negative_set"), ({"level": "layer"}, "level"),
+    ({"level": "neuron", "params": "attn"}, "params"), ({"layers": (0,)}, "layers"),
+    ({"positions": "prompt"}, "positions"),
+])
+def test_bad_settings_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SSIUU(**kwargs)
+
+
+@pytest.mark.parametrize("params", ["no_such_parameter", "["])
+def test_a_selection_of_no_parameter_fails_before_any_step(tiny_org, forget_retain, params):
     forget, retain = forget_retain
-    common = dict(method="gd", max_steps=6, target_forget_accuracy=None, progress=False)
-    with pytest.warns(RuntimeWarning, match="extra backward pass"):
-        big = unlearn(tiny_org.bridge, forget, retain, ssiuu=SSIUU(1.0), **common)
-    info = big.settings["ssiuu_gradient"]
-    assert info["reused"] and info["switched_to_exact_after_step"] is not None
+    calls = []
+    with pytest.raises(ValueError, match="params"):
+        unlearn(tiny_org.bridge, forget, retain, method="gd", penalty=SSIUU(params=params),
+                callbacks=[lambda model, record: calls.append(record)], progress=False)
+    assert not calls
 
-    def worst(info):
-        return max(e / d for e, d in zip(info["last_reuse_error"], info["last_drift"], strict=True))
 
-    assert worst(info) > 0.25
-    small = unlearn(tiny_org.bridge, forget, retain, ssiuu=SSIUU(1e-5), **common)
-    info = small.settings["ssiuu_gradient"]
-    assert info["reused"] and info["switched_to_exact_after_step"] is None
-    assert info["checked_at_steps"] and 0 < worst(info) < 0.25
-    exact = unlearn(tiny_org.bridge, forget, retain, ssiuu=SSIUU(1.0, gradient="exact"), **common)
-    assert not exact.settings["ssiuu_gradient"]["reused"]
+def test_neuron_layers_out_of_range_fail_early(tiny_org, forget_retain):
+    forget, retain = forget_retain
+    with pytest.raises(ValueError, match="layer"):
+        unlearn(tiny_org.bridge, forget, retain, penalty=SSIUU(level="neuron", layers=[99]),
+                progress=False)
+
+
+def test_ssiuu_in_a_run_records_a_penalty_from_step_two(tiny_org, forget_retain):
+    forget, retain = forget_retain
+    result = unlearn(tiny_org.bridge, forget, retain, method="gd", penalty=SSIUU(1e-1),
+                     max_steps=4, target_forget_accuracy=None, progress=False)
+    values = [r["loss_ssiuu"] for r in result.history.steps if r["step"] > 0]
+    assert values[0] == 0.0 and all(v > 0 for v in values[1:])
+    assert result.settings["penalties"][0]["features"] == sum(
+        p.numel() for p in tiny_org.bridge.parameters() if p.requires_grad)

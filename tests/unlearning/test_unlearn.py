@@ -61,7 +61,7 @@ def test_caller_model_unchanged(unlearned, tiny_org, original_state):
 
 def test_same_seed_same_weights(tiny_org, forget_retain):
     forget, retain = forget_retain
-    runs = [unlearn(tiny_org.bridge, forget, retain, method="npo", ssiuu=SSIUU(1e-2),
+    runs = [unlearn(tiny_org.bridge, forget, retain, method="npo", penalty=SSIUU(1e-2),
                     max_steps=4, batch_size=16, retain_batch_size=16, seed=s,
                     target_forget_accuracy=None, progress=False) for s in (3, 3, 4)]
     assert _same(_state(runs[0].bridge), _state(runs[1].bridge))
@@ -73,7 +73,7 @@ def test_same_seed_same_weights(tiny_org, forget_retain):
 @pytest.mark.parametrize("level", ["neuron", "parameter"])
 def test_ssiuu_composes_with_every_method(tiny_org, forget_retain, method, level):
     forget, retain = forget_retain
-    result = unlearn(tiny_org.bridge, forget, retain, method=method, ssiuu=SSIUU(1e-2, level=level),
+    result = unlearn(tiny_org.bridge, forget, retain, method=method, penalty=SSIUU(1e-2, level=level),
                      max_steps=3, target_forget_accuracy=None, progress=False)
     terms = [r["loss_ssiuu"] for r in result.history.steps[1:]]
     assert len(terms) == 3
@@ -145,7 +145,7 @@ def test_save_load_roundtrip(tmp_path, unlearned, tiny_org):
         ({"method": "dpo", "refusals": ["zzqx unknownword"]}, "refusal"),
         ({"method": "rmu", "layer": 7}, "out of range"),
         ({"method": "rmu", "steering_coef": -1.0}, "steering_coef"),
-        ({"method": "gd", "layer": 0}, "RMU"),
+        ({"method": "gd", "layer": 0}, "do not apply to method 'gd'"),
         ({"method": "gd", "beta": 0.1}, "beta"),
         ({"method": "gd", "bogus": 1}, "unknown setting"),
         ({"retain_loss": "mse"}, "retain_loss"),
@@ -173,7 +173,8 @@ def test_negative_lam_and_bad_level():
 def test_ssiuu_layers_out_of_range(tiny_org, forget_retain):
     forget, retain = forget_retain
     with pytest.raises(ValueError, match="out of range"):
-        unlearn(tiny_org.bridge, forget, retain, ssiuu=SSIUU(0.1, layers=(5,)), progress=False)
+        unlearn(tiny_org.bridge, forget, retain, penalty=SSIUU(0.1, level="neuron", layers=(5,)),
+                progress=False)
 
 
 @pytest.mark.parametrize("shape", ["gpt2", "llama"])
@@ -182,7 +183,7 @@ def test_runs_on_hugging_face_models(hf_folders, shape):
     forget = [ns.Fact("Ada was born in", "Varno", id="a"), ns.Fact("Bo plays the", "harp", id="b")]
     retain = [ns.Fact("The sky is", "blue", id="c"), ns.Fact("Two plus two is", "four", id="d")]
     before = _state(model)
-    result = unlearn(model, forget, retain, method="dpo", ssiuu=SSIUU(1e-2), max_steps=2,
+    result = unlearn(model, forget, retain, method="dpo", penalty=SSIUU(1e-2), max_steps=2,
                      target_forget_accuracy=None, progress=False)
     assert result.steps == 2 and not result.history.non_finite
     assert result.history.steps[2]["loss_ssiuu"] > 0
