@@ -32,7 +32,7 @@ def watched(stream: IO[str] | None = None) -> bool:
         return True
     if forced in ("0", "false", "no", "off"):
         return False
-    if "ipykernel" in sys.modules:
+    if _in_notebook():
         return True
     stream = sys.stderr if stream is None else stream
     isatty = getattr(stream, "isatty", None)
@@ -40,6 +40,13 @@ def watched(stream: IO[str] | None = None) -> bool:
         return bool(isatty and isatty())
     except ValueError:  # a closed stream
         return False
+
+
+def _in_notebook() -> bool:
+    """A Jupyter kernel runs this code (IPython imported is not enough: tools import it too)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def progress_bar(iterable: Iterable[Any] | None = None, *, enabled: bool = True,

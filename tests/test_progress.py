@@ -38,6 +38,12 @@ def test_a_terminal_gets_the_bar_unless_silenced():
     assert quiet.getvalue() == ""
 
 
+def test_an_imported_kernel_package_is_not_a_notebook():
+    pytest.importorskip("ipykernel")  # imported by notebook tooling, as the notebook tests do
+    pytest.importorskip("IPython")
+    assert not watched(io.StringIO())
+
+
 def test_environment_overrides(monkeypatch):
     monkeypatch.setenv("NEURONSCOPE_PROGRESS", "1")
     assert watched(io.StringIO())
