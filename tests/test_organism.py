@@ -41,7 +41,7 @@ def test_second_call_reuses_cache_with_identical_weights(tiny_org, tiny_world, c
 
 
 def test_corrupted_cache_is_rebuilt(tiny_world, tmp_path):
-    small_world = ns.FactWorld.synthetic(n_people=20, seed=5)
+    small_world = ns.FactWorld.synthetic(n_people=8, seed=5)
     built = ns.organism(small_world, size="tiny", seed=1, cache=tmp_path, progress=False)
     path = built.path
     data = path.read_bytes()
@@ -62,9 +62,9 @@ def test_corrupted_cache_is_rebuilt(tiny_world, tmp_path):
 
 
 def test_cache_key_hashes_settings(tiny_world, tmp_path):
-    a = ns.organism(ns.FactWorld.synthetic(n_people=20, seed=5), size="tiny", seed=1,
+    a = ns.organism(ns.FactWorld.synthetic(n_people=8, seed=5), size="tiny", seed=1,
                     cache=tmp_path, progress=False)
-    b = ns.organism(ns.FactWorld.synthetic(n_people=20, seed=5), size="tiny", seed=2,
+    b = ns.organism(ns.FactWorld.synthetic(n_people=8, seed=5), size="tiny", seed=2,
                     cache=tmp_path, progress=False)
     assert a.path != b.path
     assert not torch.equal(a.bridge.state_dict()["embed.weight"], b.bridge.state_dict()["embed.weight"])
