@@ -23,12 +23,13 @@ from torch import Tensor
 from neuronscope.facts import Fact
 from neuronscope.hooks import model_device
 from neuronscope.tokenization import FactBatch, tokenize
+from neuronscope.types import Model
 
 __all__ = ["accuracy", "answer_logprob", "answer_token_logprobs", "batch_for", "get_tokenizer",
            "model_context", "scores"]
 
 
-def get_tokenizer(model: Any, tokenizer: Any = None) -> Any:
+def get_tokenizer(model: Model, tokenizer: Any = None) -> Any:
     """The tokenizer to use: the one given, else the model's own."""
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     if tokenizer is None:
@@ -36,13 +37,13 @@ def get_tokenizer(model: Any, tokenizer: Any = None) -> Any:
     return tokenizer
 
 
-def model_context(model: Any) -> int | None:
+def model_context(model: Model) -> int | None:
     cfg = getattr(model, "cfg", None)
     value = getattr(cfg, "n_ctx", None)
     return int(value) if value else None
 
 
-def batch_for(model: Any, facts: Iterable[Fact] | FactBatch, tokenizer: Any = None) -> FactBatch:
+def batch_for(model: Model, facts: Iterable[Fact] | FactBatch, tokenizer: Any = None) -> FactBatch:
     """Tokenise facts for ``model`` (checked against its context), or pass a batch through."""
     if isinstance(facts, FactBatch):
         return facts
@@ -72,7 +73,7 @@ def scores(logits: Float[Tensor, "fact seq vocab"], batch: FactBatch) -> tuple[T
     return logprob, hits.all(-1)
 
 
-def _forward_scores(model: Any, facts: Any, tokenizer: Any, batch_size: int) -> tuple[Tensor, Tensor]:
+def _forward_scores(model: Model, facts: Any, tokenizer: Any, batch_size: int) -> tuple[Tensor, Tensor]:
     batch = batch_for(model, facts, tokenizer)
     device = model_device(model)
     logprobs, hits = [], []
@@ -87,7 +88,7 @@ def _forward_scores(model: Any, facts: Any, tokenizer: Any, batch_size: int) -> 
 
 
 def answer_logprob(
-    model: Any, facts: Iterable[Fact] | FactBatch, *, tokenizer: Any = None, batch_size: int = 256
+    model: Model, facts: Iterable[Fact] | FactBatch, *, tokenizer: Any = None, batch_size: int = 256
 ) -> Float[Tensor, " fact"]:
     """Teacher-forced log P(whole answer | prompt) per fact.
 
@@ -103,7 +104,7 @@ def answer_logprob(
 
 
 def accuracy(
-    model: Any,
+    model: Model,
     facts: Iterable[Fact] | FactBatch,
     *,
     tokenizer: Any = None,

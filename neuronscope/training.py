@@ -56,6 +56,7 @@ from neuronscope.hooks import model_device
 from neuronscope.models import copy_model
 from neuronscope.progress import progress_bar
 from neuronscope.tokenization import FactBatch
+from neuronscope.types import Model
 
 __all__ = [
     "Callback",
@@ -287,12 +288,12 @@ class TrainHistory:
                 f"<table>{rows}</table></div>")
 
 
-def detached_copy(model: Any) -> Any:
+def detached_copy(model: Model) -> Any:
     """Alias of :func:`neuronscope.models.copy_model` (kept for callers of this name)."""
     return copy_model(model)
 
 
-def release_graph_tensors(model: Any) -> None:
+def release_graph_tensors(model: Model) -> None:
     """Detach tensors that bridge modules keep from their last forward (e.g. the attention
     pattern); after a pass with gradients they pin the autograd graph (memory) and make the
     model impossible to ``deepcopy``."""
@@ -313,7 +314,7 @@ def _check_data(data: Mapping[str, FactBatch]) -> None:
             raise ValueError(f"data[{name!r}] is empty")
 
 
-def _evaluate(model: Any, evaluate: EvalFn | None) -> dict[str, float]:
+def _evaluate(model: Model, evaluate: EvalFn | None) -> dict[str, float]:
     if evaluate is None:
         return {}
     with torch.no_grad():
@@ -332,7 +333,7 @@ def _snapshot(params: Sequence[Tensor]) -> list[Tensor] | None:
 
 
 def finetune(
-    model: Any,
+    model: Model,
     loss_fn: LossFn,
     data: Mapping[str, FactBatch],
     settings: TrainSettings | None = None,
