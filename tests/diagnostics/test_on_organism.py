@@ -361,7 +361,7 @@ _GA_SSIUU_REASON = (
     "< GD 0.005 < GD+SSIUU 0.022, logprob GA 0.718 < GD 0.905 < GD+SSIUU 0.950. Stopping at chance "
     "(GA at lr 1e-4) or at the oracle's median P gives the same ordering (logprob GA 0.77-0.90 < "
     "GD+SSIUU 0.95-0.97), and so does the parameter-level SSIUU (logprob 0.76-0.90). Why "
-    "(benchmarks/attribution_change_split.py): the first-order penalty shrinks the activation term "
+    "(studies/attribution_change_split.py): the first-order penalty shrinks the activation term "
     "of the growth of negative attribution 2.4x (lam 0.1) but the gradient term (downstream weights) "
     "grows 3-3.5x, so the total grows. The paper's ordering is not reproduced here; see "
     "docs/diagnostics.md.")
