@@ -4,7 +4,14 @@ from neuronscope import bench, plots
 from neuronscope._version import __version__
 from neuronscope.attacks import RelearnResult, relearn
 from neuronscope.attribution import NeuronAttribution, attribute
-from neuronscope.diagnostics import Diagnosis, diagnose
+from neuronscope.diagnostics import (
+    AttributionStability,
+    Diagnosis,
+    LogitLens,
+    attribution_stability,
+    diagnose,
+    logit_lens,
+)
 from neuronscope.facts import Fact, FactSet
 from neuronscope.models import copy_model, load_model
 from neuronscope.organism import Organism, organism
@@ -17,11 +24,13 @@ from neuronscope.world import FactWorld
 
 __all__ = [
     "SSIUU",
+    "AttributionStability",
     "Diagnosis",
     "Fact",
     "FactBatch",
     "FactSet",
     "FactWorld",
+    "LogitLens",
     "NeuronAttribution",
     "Organism",
     "RelearnResult",
@@ -33,11 +42,13 @@ __all__ = [
     "accuracy",
     "answer_logprob",
     "attribute",
+    "attribution_stability",
     "bench",
     "copy_model",
     "diagnose",
     "finetune",
     "load_model",
+    "logit_lens",
     "organism",
     "plots",
     "relearn",

@@ -44,12 +44,14 @@ from neuronscope.attribution.param import param_x_grad
 from neuronscope.attribution.quadrature import QUADRATURES, quadrature_rule
 from neuronscope.attribution.reference import reference_attribution
 from neuronscope.attribution.result import NeuronAttribution
+from neuronscope.attribution.site_engine import chunk_size, run_sites
+from neuronscope.attribution.sites import SITES, resolve_sites
 from neuronscope.attribution.spec import METHODS, POSITIONS, TARGETS, AttributionSpec
 from neuronscope.facts import Fact, FactSet
-from neuronscope.hooks import mlp_hook_names
+from neuronscope.hooks import check_layers, mlp_hook_names
 from neuronscope.scoring import batch_for
 
-__all__ = ["METHODS", "POSITIONS", "QUADRATURES", "TARGETS", "AttributionSpec", "EngineOptions",
+__all__ = ["METHODS", "POSITIONS", "QUADRATURES", "SITES", "TARGETS", "AttributionSpec", "EngineOptions",
            "NeuronAttribution", "attribute", "quadrature_rule"]
 
 ENGINES = ("fast", "reference")
@@ -111,6 +113,8 @@ def attribute(
     per_position: bool = False,
     engine: str = "fast",
     max_memory: int | None = None,
+    sites: str | Sequence[str] | None = None,
+    token_extremes: bool = False,
     _options: EngineOptions | None = None,
 ) -> NeuronAttribution:
     """Attribute each fact's target to every MLP neuron (``blocks.{l}.mlp.hook_post``).
@@ -133,6 +137,14 @@ def attribute(
             activations, 2 GiB on the CPU, a quarter of free GPU memory).
         per_position: also keep ``position_scores[fact, layer, pos, neuron]``.
         engine: ``"fast"`` or ``"reference"`` (the slow per-step loop, for checking).
+        sites: other places than the MLP neurons (``SITES``: ``"q"``, ``"k"``, ``"v"``,
+            ``"o"``, ``"gate"``, ``"up"``, ``"mlp_post"``, ``"down"``), one name or several;
+            their units are concatenated on the neuron axis (``result.sites``). Computed by
+            the general path (``neuronscope.attribution.site_engine``: full forwards, one
+            pass for every site and layer with ``grad_x_act``).
+        token_extremes: also keep ``token_max`` / ``token_min`` (per fact and neuron, the
+            largest / smallest per-token score: what ``diagnose(definition="paper")``
+            needs); uses the general path.
 
     Facts are sharded across ranks when ``torch.distributed`` is initialised; every rank
     receives the full result. The model is not modified and carries no extra hooks after.
@@ -160,6 +172,10 @@ def attribute(
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     if max_memory is not None and max_memory <= 0:
         raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
+    if sites is not None or token_extremes:
+        return _attribute_sites(model, facts, spec, sites=sites, layers=layers, engine=engine,
+                                per_position=per_position, batch_size=batch_size, tokenizer=tokenizer,
+                                progress=progress)
     names = mlp_hook_names(model, layers)
     layer_list = [int(name.split(".")[1]) for name in names]
     fact_set = _fact_set(facts)
@@ -186,6 +202,49 @@ def attribute(
         target_input=raw.target_input, target_baseline=raw.target_baseline,
         position_scores=raw.position_scores if per_position else None,
         position_mask=raw.position_mask if per_position else None, meta=meta,
+    )
+
+
+def _attribute_sites(model: Any, facts: Iterable[Fact], spec: AttributionSpec, *,
+                     sites: str | Sequence[str] | None, layers: Sequence[int] | None, engine: str,
+                     per_position: bool, batch_size: int | None, tokenizer: Any,
+                     progress: bool) -> NeuronAttribution:
+    """``attribute`` through the general site path (checks first, then the work)."""
+    if spec.method == "param_x_grad":
+        raise ValueError("sites / token_extremes are available for 'ig' and 'grad_x_act', not "
+                         "'param_x_grad' (parameters are not per-token activations)")
+    if engine != "fast" or per_position:
+        raise ValueError("sites / token_extremes run on the general path: engine='reference' and "
+                         "per_position are not available with them")
+    if is_distributed():
+        raise ValueError("sites / token_extremes do not run under torch.distributed yet")
+    resolved = resolve_sites(model, sites, layers)
+    layer_list = check_layers(model, layers)
+    fact_set = _fact_set(facts)
+    batch = batch_for(model, fact_set, tokenizer)
+    start = time.perf_counter()
+    with _eval_mode(model), tqdm(total=-(-len(batch) // chunk_size(spec, batch_size)), disable=not progress,
+                                 desc="attribution (sites)") as bar:
+        raw = run_sites(model, batch, layer_list, resolved, spec, batch_size=batch_size,
+                        progress=bar.update)
+    delta = baseline = None
+    if raw.target_baseline is not None:
+        parts, begin = [], 0
+        for site in resolved:
+            total = raw.scores[..., begin : begin + site.width].double().sum(-1)
+            base = raw.target_baseline[..., len(parts)].double()
+            parts.append(total - (raw.target_input.double()[:, None] - base))
+            begin += site.width
+        stacked = torch.stack(parts, -1)  # [fact, layer, site]: the worst site per (fact, layer)
+        delta = stacked.gather(-1, stacked.abs().argmax(-1, keepdim=True)).squeeze(-1).float()
+        baseline = raw.target_baseline[..., 0] if len(resolved) == 1 else None
+    meta = {"seconds": time.perf_counter() - start, "engine": "sites", **raw.info}
+    return NeuronAttribution(
+        scores=raw.scores, layers=layer_list, fact_ids=fact_set.ids, method=spec.method, steps=spec.steps,
+        target=spec.target, quadrature=spec.quadrature, baseline=spec.baseline, positions=spec.positions,
+        model_name=_model_name(model), convergence_delta=delta, target_input=raw.target_input,
+        target_baseline=baseline, meta=meta, token_max=raw.token_max, token_min=raw.token_min,
+        sites=None if sites is None else [(s.name, s.width) for s in resolved],
     )
 
 

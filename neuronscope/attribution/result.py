@@ -30,7 +30,8 @@ __all__ = ["NeuronAttribution"]
 
 _FORMAT = "neuronscope.NeuronAttribution/1"
 _TENSORS = ("scores", "convergence_delta", "target_input", "target_baseline", "position_scores",
-            "position_mask")
+            "position_mask", "token_max", "token_min")
+DEFAULT_SITE = "mlp_post"
 
 
 @dataclass
@@ -38,7 +39,12 @@ class NeuronAttribution:
     """Attribution of each fact's target to each MLP neuron of each attributed layer.
 
     ``scores[f, i, n]`` is the attribution of neuron ``n`` of model layer ``layers[i]`` on
-    fact ``fact_ids[f]`` (summed over the attributed token positions). For integrated
+    fact ``fact_ids[f]`` (summed over the attributed token positions). ``sites`` lists
+    ``(site, width)`` pairs when other sites than the MLP neurons were attributed
+    (``neuronscope.attribution.sites``): the neuron axis then holds each site's units in
+    turn (see :meth:`locate`, :meth:`site_slice`, ``select(site=...)``); None means the MLP
+    neurons alone. ``token_max`` / ``token_min`` keep, per fact and neuron, the largest and
+    smallest per-token score (the paper's reductions), when requested. For integrated
     gradients, ``convergence_delta[f, i] = scores[f, i].sum() - (target_input[f] -
     target_baseline[f, i])`` measures how far the quadrature is from completeness.
     """
@@ -59,6 +65,9 @@ class NeuronAttribution:
     position_scores: Float[Tensor, "fact layer pos neuron"] | None = None
     position_mask: Bool[Tensor, "fact pos"] | None = None
     meta: dict = field(default_factory=dict)
+    sites: list | None = None
+    token_max: Float[Tensor, "fact layer neuron"] | None = None
+    token_min: Float[Tensor, "fact layer neuron"] | None = None
 
     def __post_init__(self) -> None:
         self.layers = [int(layer) for layer in self.layers]
@@ -66,12 +75,46 @@ class NeuronAttribution:
         self.quadrature = canonical_quadrature(self.quadrature)  # results saved as "gauss-legendre"
         if self.scores.ndim != 3:
             raise ValueError(f"scores must be [fact, layer, neuron], got shape {tuple(self.scores.shape)}")
-        n_fact, n_layer, _ = self.scores.shape
+        n_fact, n_layer, width = self.scores.shape
         if n_fact != len(self.fact_ids) or n_layer != len(self.layers):
             raise ValueError(
                 f"scores shape {tuple(self.scores.shape)} does not match {len(self.fact_ids)} fact ids "
                 f"and {len(self.layers)} layers"
             )
+        if self.sites is not None:
+            self.sites = [(str(name), int(w)) for name, w in self.sites]
+            if sum(w for _, w in self.sites) != width:
+                raise ValueError(f"sites {self.sites} add up to {sum(w for _, w in self.sites)} units, "
+                                 f"but scores have {width}")
+        for name in ("token_max", "token_min"):
+            value = getattr(self, name)
+            if value is not None and value.shape != self.scores.shape:
+                raise ValueError(f"{name} has shape {tuple(value.shape)}, "
+                                 f"expected {tuple(self.scores.shape)}")
+
+    # --- sites ------------------------------------------------------------------------
+    @property
+    def site_widths(self) -> list[tuple[str, int]]:
+        """``(site, width)`` pairs in the order of the neuron axis."""
+        return list(self.sites) if self.sites is not None else [(DEFAULT_SITE, self.n_neurons)]
+
+    def site_slice(self, site: str) -> slice:
+        """Where ``site``'s units sit on the neuron axis."""
+        start = 0
+        for name, width in self.site_widths:
+            if name == site:
+                return slice(start, start + width)
+            start += width
+        raise ValueError(f"site {site!r} was not attributed; sites are {[n for n, _ in self.site_widths]}")
+
+    def locate(self, unit: int) -> tuple[str, int]:
+        """``(site, index within the site)`` of position ``unit`` on the neuron axis."""
+        start = 0
+        for name, width in self.site_widths:
+            if start <= unit < start + width:
+                return name, unit - start
+            start += width
+        raise ValueError(f"unit {unit} out of range for {self.n_neurons} units")
 
     # --- shape ------------------------------------------------------------------------
     @property
@@ -122,8 +165,24 @@ class NeuronAttribution:
         width = table.shape[1]
         return [(self.layers[i // width], i % width, float(table.flatten()[i])) for i in order]
 
-    def select(self, fact_indices: Sequence[int] | slice | Tensor) -> NeuronAttribution:
-        """The same attribution restricted to some facts (indices, a slice or a bool mask)."""
+    def select(self, fact_indices: Sequence[int] | slice | Tensor | None = None, *,
+               site: str | None = None) -> NeuronAttribution:
+        """The same attribution restricted to some facts (indices, a slice or a bool mask)
+        and/or to one ``site``'s units (then ``sites`` names that site alone)."""
+        if site is not None:
+            part = self.site_slice(site)
+            values = {f.name: getattr(self, f.name) for f in fields(self)}
+            for name in ("scores", "token_max", "token_min", "position_scores"):
+                if values[name] is not None:
+                    values[name] = values[name][..., part]
+            values["sites"] = [(site, part.stop - part.start)]
+            values["meta"] = dict(self.meta)
+            if len(self.site_widths) > 1:  # the completeness check was over every site
+                values["convergence_delta"] = values["target_baseline"] = None
+            chosen = NeuronAttribution(**values)
+            return chosen if fact_indices is None else chosen.select(fact_indices)
+        if fact_indices is None:
+            fact_indices = slice(None)
         if isinstance(fact_indices, slice):
             index = torch.arange(self.n_facts)[fact_indices]
         else:
@@ -167,19 +226,26 @@ class NeuronAttribution:
 
     def to_pandas(self, *, reduce: str | None = None) -> Any:
         """Long table: one row per (fact, layer, neuron) with ``score``; with ``reduce='mean'``
-        or ``'sum'``, one row per (layer, neuron)."""
+        or ``'sum'``, one row per (layer, neuron). With ``sites``, a ``site`` column, and
+        ``neuron`` counts within the site."""
         import pandas as pd
 
         n_fact, n_layer, n_neuron = self.scores.shape
         layer_col = torch.tensor(self.layers).repeat_interleave(n_neuron)
-        neuron_col = torch.arange(n_neuron).repeat(n_layer)
+        site_names = [name for name, width in self.site_widths for _ in range(width)]
+        within = torch.cat([torch.arange(width) for _, width in self.site_widths])
+        neuron_col = within.repeat(n_layer)
+        site_col = pd.Categorical(site_names * n_layer, categories=[n for n, _ in self.site_widths])
         if reduce is not None:
             if reduce not in ("mean", "sum"):
                 raise ValueError(f"reduce must be None, 'mean' or 'sum', got {reduce!r}")
             table = self.mean() if reduce == "mean" else self.sum()
-            return pd.DataFrame({"layer": layer_col.numpy(), "neuron": neuron_col.numpy(),
-                                 "score": table.flatten().numpy()})
-        return pd.DataFrame({
+            frame = pd.DataFrame({"layer": layer_col.numpy(), "neuron": neuron_col.numpy(),
+                                  "score": table.flatten().numpy()})
+            if self.sites is not None:
+                frame.insert(0, "site", site_col)
+            return frame
+        frame = pd.DataFrame({
             "fact_id": pd.Categorical.from_codes(
                 torch.arange(n_fact).repeat_interleave(n_layer * n_neuron).numpy(),
                 categories=pd.Index(self.fact_ids) if len(set(self.fact_ids)) == n_fact
@@ -188,6 +254,10 @@ class NeuronAttribution:
             "neuron": neuron_col.repeat(n_fact).numpy(),
             "score": self.scores.flatten().numpy(),
         })
+        if self.sites is not None:
+            frame.insert(1, "site", pd.Categorical(site_names * n_layer * n_fact,
+                                                   categories=[n for n, _ in self.site_widths]))
+        return frame
 
     # --- display ----------------------------------------------------------------------
     def _summary(self) -> list[tuple[str, str]]:
@@ -195,6 +265,7 @@ class NeuronAttribution:
         if self.method == "ig":
             method = f"ig ({self.steps} steps, {self.quadrature})"
         rows = [("method", method), ("target", self.target), ("positions", self.positions),
+                ("sites", ", ".join(f"{n} ({w})" for n, w in self.site_widths)),
                 ("shape", f"{self.n_facts} facts x {len(self.layers)} layers x {self.n_neurons} neurons"),
                 ("model", self.model_name or "?")]
         if self.convergence_delta is not None and self.convergence_delta.numel():

@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--csv", help="also write the per-neuron table as CSV")
     parser.add_argument("--method", default="ig", choices=METHODS)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--target", default="prob", choices=TARGETS)
+    parser.add_argument("--target", default="logprob", choices=TARGETS)
     parser.add_argument("--positions", default="prompt", choices=POSITIONS)
     parser.add_argument("--layers", type=int, nargs="+", help="model layers (default: all)")
     parser.add_argument("--alpha", type=float, default=0.01, help="family-wise false-positive rate")

@@ -26,16 +26,18 @@ from torch import Tensor
 
 from neuronscope.attribution import attribute
 from neuronscope.diagnostics.compat import check_compatible
-from neuronscope.diagnostics.deltas import d_minus, summarise
+from neuronscope.diagnostics.deltas import d_minus, d_plus, summarise_deltas
 from neuronscope.diagnostics.diagnosis import Diagnosis
 from neuronscope.diagnostics.null import NullTest, cluster_labels, paired_max_t, two_sample_max_t
+from neuronscope.diagnostics.paper import paper_fact_deltas
 from neuronscope.facts import Fact, FactSet
 from neuronscope.scoring import get_tokenizer, model_context
 from neuronscope.tokenization import encode_text, tokenize
 
-__all__ = ["PERMUTE_BY", "check_compatible", "check_tokenizable", "diagnose"]
+__all__ = ["DEFINITIONS", "PERMUTE_BY", "check_compatible", "check_tokenizable", "diagnose"]
 
 PERMUTE_BY = ("auto", "fact", "subject", "group")
+DEFINITIONS = ("neuronscope", "paper")
 
 
 def _is_attribution(value: Any) -> bool:
@@ -79,8 +81,9 @@ def _facts(values: Iterable[Fact] | None, name: str) -> list[Fact] | None:
     return out
 
 
-def _rows(attr: Any, facts: list[Fact], name: str, offset: int = 0) -> Tensor:
-    """Rows of ``attr`` for ``facts``: by fact id, or by position when facts carry no ids."""
+def _rows(attr: Any, facts: list[Fact], name: str, offset: int = 0, field: str = "scores") -> Tensor:
+    """Rows of ``attr.<field>`` for ``facts``: by fact id, or by position when facts carry no ids."""
+    values = getattr(attr, field)
     ids = FactSet(facts).ids
     if all(f.id is not None for f in facts):
         index = {fid: i for i, fid in enumerate(attr.fact_ids)}
@@ -88,12 +91,12 @@ def _rows(attr: Any, facts: list[Fact], name: str, offset: int = 0) -> Tensor:
         if missing:
             raise ValueError(f"{name}: attribution lacks facts {missing[:3]} ({len(missing)} missing); "
                              "attribute the target and control facts with the same ids")
-        return attr.scores[[index[fid] for fid in ids]]
+        return values[[index[fid] for fid in ids]]
     stop = offset + len(facts)
-    if attr.scores.shape[0] < stop:
+    if values.shape[0] < stop:
         raise ValueError(f"{name}: facts without ids are matched by position, but the attribution "
-                         f"holds {attr.scores.shape[0]} rows, fewer than {stop}")
-    return attr.scores[offset:stop]
+                         f"holds {values.shape[0]} rows, fewer than {stop}")
+    return values[offset:stop]
 
 
 def _check_attributions(pairs: Sequence[tuple[str, Any]]) -> None:
@@ -106,6 +109,9 @@ def _check_attributions(pairs: Sequence[tuple[str, Any]]) -> None:
         if list(first.layers) != list(attr.layers):
             raise ValueError(f"attributions {first_name} and {name} cover different layers: "
                              f"{list(first.layers)} vs {list(attr.layers)}")
+        if getattr(first, "sites", None) != getattr(attr, "sites", None):
+            raise ValueError(f"attributions {first_name} and {name} cover different sites: "
+                             f"{getattr(first, 'sites', None)} vs {getattr(attr, 'sites', None)}")
         if first.scores.shape[2] != attr.scores.shape[2]:
             raise ValueError(f"attributions {first_name} and {name} differ in MLP width: "
                              f"{first.scores.shape[2]} vs {attr.scores.shape[2]}")
@@ -113,7 +119,12 @@ def _check_attributions(pairs: Sequence[tuple[str, Any]]) -> None:
 
 COLLAPSED_P = 1e-3
 # used when neither argument nor a precomputed attribution says otherwise
-ATTRIBUTION_DEFAULTS = {"method": "ig", "steps": 20, "target": "prob", "positions": "prompt", "layers": None}
+# (target log P: P collapses to ~1e-4 right after unlearning and scales every attribution of it)
+ATTRIBUTION_DEFAULTS = {"method": "ig", "steps": 20, "target": "logprob", "positions": "prompt",
+                        "layers": None, "sites": None}
+# definition="paper": the paper's activation x gradient of P (eq. 1)
+PAPER_DEFAULTS = {"method": "grad_x_act", "steps": 1, "target": "prob", "positions": "prompt",
+                  "layers": None, "sites": None}
 
 
 def _median_target(attr: Any, facts: list[Fact]) -> float | None:
@@ -179,6 +190,8 @@ def diagnose(
     target: str | None = None,
     positions: str | None = None,
     layers: Sequence[int] | None = None,
+    sites: str | Sequence[str] | None = None,
+    definition: str = "neuronscope",
     alpha: float = 0.01,
     n_permutations: int = 1000,
     permute_by: str = "auto",
@@ -191,9 +204,10 @@ def diagnose(
     """Compare a model before and after unlearning on the target ``facts``.
 
     ``before`` / ``after`` are models (attributed here with ``method``, ``steps``, ``target``,
-    ``positions``, ``layers``: by default integrated gradients of P(answer), 20 steps, prompt
-    positions, every layer) or precomputed ``NeuronAttribution`` objects covering ``facts``
-    and ``control`` (reused as they are; ``attributions=(A_before, A_after)`` does the same).
+    ``positions``, ``layers``, ``sites``: by default integrated gradients of log P(answer), 20
+    steps, prompt positions, every layer, the MLP neurons) or precomputed
+    ``NeuronAttribution`` objects covering ``facts`` and ``control`` (reused as they are;
+    ``attributions=(A_before, A_after)`` does the same).
     Settings left at None follow a precomputed attribution when one is given. A null is required: ``control``
     facts (typically the retain facts), and/or ``control_after``, a model fine-tuned from
     ``before`` for as many steps on unrelated data (or its attribution on ``facts``).
@@ -203,6 +217,15 @@ def diagnose(
     with both nulls, it must pass both. Facts about one subject are not independent, so
     ``permute_by="auto"`` permutes whole subjects when every subject is wholly target or wholly
     control (else single facts); ``"fact"``, ``"subject"`` or ``"group"`` force a choice.
+
+    ``definition="neuronscope"`` (default): per fact, d+ = max(A, 0) - max(A', 0) and
+    d- = max(-A', 0) - max(-A, 0) on scores summed over the attributed tokens
+    (``neuronscope.diagnostics.deltas``). ``definition="paper"``: eqs. 4-5 of the paper
+    (``neuronscope.diagnostics.paper``): per-token activation x gradient of P reduced by max
+    (D+, the after-score clipped at 0) and min (D-) over tokens; attributions need
+    ``token_max`` / ``token_min`` (``attribute(..., token_extremes=True)``). The flags then
+    test the paper's per-fact d- against the same null. ``sites`` (``"q"``, ``"k"``, ...,
+    see ``neuronscope.attribution.sites``) attributes other places than the MLP neurons.
 
     Example:
         >>> import warnings
@@ -220,6 +243,14 @@ def diagnose(
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha (the family-wise false-positive rate) must be in (0, 1), got {alpha!r}")
+    if definition not in DEFINITIONS:
+        raise ValueError(f"definition must be one of {DEFINITIONS}, got {definition!r}")
+    paper = definition == "paper"
+    if paper and method is not None and method != "grad_x_act":
+        raise ValueError(f"definition='paper' is the paper's eqs. 4-5 on per-token activation x gradient "
+                         f"(method='grad_x_act'), not method={method!r}: integrated gradients would need "
+                         "per-token IG scores reduced by max/min over tokens, which is not the paper's "
+                         "definition; use method='grad_x_act', or definition='neuronscope' for IG")
     if permute_by not in PERMUTE_BY:
         raise ValueError(f"permute_by must be one of {PERMUTE_BY}, got {permute_by!r}")
     if not isinstance(n_permutations, int) or n_permutations < 1:
@@ -255,11 +286,17 @@ def diagnose(
             check_tokenizable(model, control_facts, tokenizer, name="control")
     given = next((a for a in (before_attr, after_attr, control_after)
                   if a is not None and _is_attribution(a)), None)
-    chosen = {"method": method, "steps": steps, "target": target, "positions": positions, "layers": layers}
-    for key, default in ATTRIBUTION_DEFAULTS.items():
+    chosen = {"method": method, "steps": steps, "target": target, "positions": positions, "layers": layers,
+              "sites": sites}
+    for key, default in (PAPER_DEFAULTS if paper else ATTRIBUTION_DEFAULTS).items():
         if chosen[key] is None:
             chosen[key] = getattr(given, key, default) if given is not None else default
+    if paper and given is not None and given.method != "grad_x_act":
+        raise ValueError("definition='paper' needs activation x gradient attributions "
+                         f"(method='grad_x_act'), the given ones are {given.method!r}")
     options = dict(**chosen, progress=progress, tokenizer=tokenizer, **(attribute_kwargs or {}))
+    if paper:
+        options["token_extremes"] = True
 
     def attribution_of(value: Any, given: Any, facts_for: list[Fact]) -> Any:
         if given is not None:
@@ -276,14 +313,30 @@ def diagnose(
     if null_attr is not None:
         pairs.append(("control_after", null_attr))
     _check_attributions(pairs)
+    if paper:
+        lacking = [name for name, attr in pairs if getattr(attr, "token_max", None) is None]
+        if lacking:
+            raise ValueError(f"definition='paper' needs per-token max/min scores; attribution(s) {lacking} "
+                             "have none: attribute with token_extremes=True")
 
     notes = _collapse_notes(before_attr, after_attr, target_facts)
     for note in notes:
         warnings.warn(note, stacklevel=2)
-    target_before = _rows(before_attr, target_facts, "before")
-    target_after = _rows(after_attr, target_facts, "after")
-    deltas = summarise(target_before, target_after)
-    target_minus = d_minus(target_before, target_after)
+
+    def fact_deltas(first: Any, second: Any, facts_for: list[Fact], name: str, offset: int = 0,
+                    offset_second: int | None = None) -> tuple[Tensor, Tensor]:
+        """Per-fact (d+, d-) of ``facts_for`` between two attributions, per ``definition``."""
+        off2 = offset if offset_second is None else offset_second
+        if not paper:
+            a = _rows(first, facts_for, name, offset)
+            b = _rows(second, facts_for, name, off2)
+            return d_plus(a, b), d_minus(a, b)
+        parts = [_rows(attr, facts_for, name, off, field) for attr, off in ((first, offset), (second, off2))
+                 for field in ("token_max", "token_min")]
+        return paper_fact_deltas(*parts)
+
+    fact_plus, target_minus = fact_deltas(before_attr, after_attr, target_facts, "target")
+    deltas = summarise_deltas(fact_plus, target_minus)
     shape = deltas.d_minus.shape
 
     tests: dict[str, NullTest] = {}
@@ -292,13 +345,12 @@ def diagnose(
     if permute_by != "fact":
         clusters = cluster_labels([getattr(f, permute_by) or f"#{i}" for i, f in enumerate(everything)])
     if control_facts is not None:
-        control_minus = d_minus(_rows(before_attr, control_facts, "before (control)", len(target_facts)),
-                                _rows(after_attr, control_facts, "after (control)", len(target_facts)))
+        control_minus = fact_deltas(before_attr, after_attr, control_facts, "control", len(target_facts))[1]
         tests["control"] = two_sample_max_t(_flatten(target_minus), _flatten(control_minus),
                                             n_permutations=n_permutations, seed=seed, clusters=clusters)
         control_mean = control_minus.mean(0).float()
     if null_attr is not None:
-        null_minus = d_minus(target_before, _rows(null_attr, target_facts, "control_after"))
+        null_minus = fact_deltas(before_attr, null_attr, target_facts, "control_after", 0, 0)[1]
         tests["finetune"] = paired_max_t(
             _flatten(target_minus), _flatten(null_minus), n_permutations=n_permutations, seed=seed,
             clusters=clusters[: len(target_facts)] if clusters is not None else None)
@@ -320,7 +372,7 @@ def diagnose(
                       + f"), {n_permutations} permutations by {permute_by}"),
         "n_permutations": n_permutations, "permute_by": permute_by, "seed": seed,
         "s0": {k: t.s0 for k, t in tests.items()},
-        "notes": notes,
+        "notes": notes, "definition": definition,
     }
     diagnosis = Diagnosis(
         d_plus=deltas.d_plus, d_minus=deltas.d_minus, layers=list(before_attr.layers),
@@ -329,7 +381,7 @@ def diagnose(
         control_d_minus=control_mean, null_d_minus=null_mean,
         p_control=tests["control"].p_adjusted.reshape(shape) if "control" in tests else None,
         p_finetune=tests["finetune"].p_adjusted.reshape(shape) if "finetune" in tests else None,
-        meta=meta,
+        meta=meta, sites=getattr(before_attr, "sites", None),
     )
     diagnosis.inputs = {"before": None if _is_attribution(before) else before,
                         "after": None if _is_attribution(after) else after,

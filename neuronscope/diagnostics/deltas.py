@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from jaxtyping import Float
 from torch import Tensor
 
-__all__ = ["DeltaSummary", "check_pair", "d_minus", "d_plus", "hide_index", "summarise"]
+__all__ = ["DeltaSummary", "check_pair", "d_minus", "d_plus", "hide_index", "summarise", "summarise_deltas"]
 
 
 def check_pair(before: Tensor, after: Tensor) -> None:
@@ -85,8 +85,13 @@ def summarise(before: Float[Tensor, "fact layer neuron"],
         >>> s.d_minus.tolist(), s.fact_d_minus.tolist()
         ([[1.0, 1.0, 1.0]], [3.0, 3.0])
     """
-    plus = d_plus(before, after).double()
-    minus = d_minus(before, after).double()
+    return summarise_deltas(d_plus(before, after), d_minus(before, after))
+
+
+def summarise_deltas(plus: Float[Tensor, "fact layer neuron"],
+                     minus: Float[Tensor, "fact layer neuron"]) -> DeltaSummary:
+    """Neuron means and per-fact totals (clipped) from per-fact d+ and d- of any definition."""
+    plus, minus = plus.double(), minus.double()
     if plus.shape[0] == 0:
         raise ValueError("no target facts in the attributions")
     return DeltaSummary(

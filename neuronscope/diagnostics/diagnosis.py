@@ -34,6 +34,7 @@ from torch import Tensor
 from neuronscope.atomic import atomic_torch_save
 from neuronscope.diagnostics.compat import check_compatible
 from neuronscope.diagnostics.deltas import hide_index
+from neuronscope.diagnostics.paper import cumulative_curve, module_layer_map, top_m_sum
 from neuronscope.diagnostics.patching import Verification, verify_neurons
 from neuronscope.facts import Fact
 
@@ -70,7 +71,10 @@ class Diagnosis:
     ``control_d_minus`` is the mean D- over control facts; ``null_d_minus`` the mean D- of the
     control fine-tune on the target facts. ``p_adjusted`` is the family-wise adjusted p-value
     (the larger of the two tests' when both nulls were used); a neuron is flagged when it is
-    ``<= alpha`` and its D- exceeds the null's.
+    ``<= alpha`` and its D- exceeds the null's. ``sites`` lists ``(site, width)`` pairs
+    when other sites than the MLP neurons were attributed (the neuron axis holds each
+    site's units in turn); ``meta["definition"]`` says which D+ / D- (``"neuronscope"`` or
+    the paper's eqs. 4-5, ``"paper"``).
     """
 
     d_plus: Float[Tensor, "layer neuron"]
@@ -91,6 +95,7 @@ class Diagnosis:
     # What diagnose was given (models, facts, control, tokenizer), so verify() needs no repeat;
     # kept in memory only (not saved, not compared).
     inputs: dict = field(default_factory=dict, repr=False, compare=False)
+    sites: list | None = None
 
     def __post_init__(self) -> None:
         self.layers = [int(layer) for layer in self.layers]
@@ -105,6 +110,43 @@ class Diagnosis:
                 raise ValueError(f"{name} has shape {tuple(value.shape)}, expected {shape}")
         if len(self.fact_d_plus) != len(self.fact_ids) or len(self.fact_d_minus) != len(self.fact_ids):
             raise ValueError("fact_d_plus / fact_d_minus need one value per fact id")
+        if self.sites is not None:
+            self.sites = [(str(n), int(w)) for n, w in self.sites]
+            if sum(w for _, w in self.sites) != shape[1]:
+                raise ValueError(f"sites {self.sites} do not add up to {shape[1]} units")
+
+    # --- the paper's summaries -------------------------------------------------------------
+    @property
+    def site_widths(self) -> list[tuple[str, int]]:
+        """``(site, width)`` pairs along the neuron axis (the MLP neurons when ``sites`` is None)."""
+        return list(self.sites) if self.sites is not None else [("mlp_post", self.n_neurons)]
+
+    def unit_label(self, unit: int) -> str:
+        """``"17"`` for an MLP neuron, ``"k/5"`` for unit 5 of site k on a several-site axis."""
+        if self.sites is None:
+            return str(unit)
+        start = 0
+        for name, width in self.sites:
+            if start <= unit < start + width:
+                return f"{name}/{unit - start}"
+            start += width
+        raise ValueError(f"unit {unit} out of range for {self.n_neurons} units")
+
+    def top_m(self, m: int = 100) -> dict[str, float]:
+        """Sums of the ``m`` largest D+ and of the ``m`` largest D- (each clipped at 0),
+        sorted separately: the paper's bar chart (m = 100)."""
+        return {"d_plus": top_m_sum(self.d_plus, m), "d_minus": top_m_sum(self.d_minus, m)}
+
+    def cumulative(self) -> dict[str, Tensor]:
+        """Cumulative sums of D+ and of D- over neurons sorted from the largest (clipped at
+        0): entry j is the sum over the top j + 1 neurons (the paper's fig. 3b)."""
+        return {"d_plus": cumulative_curve(self.d_plus), "d_minus": cumulative_curve(self.d_minus)}
+
+    def module_layer_map(self, m: int = 100) -> dict[str, Tensor]:
+        """``[site, layer]`` means of the ``m`` largest clipped D+ and D- of each module in
+        each layer (the paper's fig. 5; rows in ``site_widths`` order)."""
+        return {"d_plus": module_layer_map(self.d_plus, self.site_widths, m),
+                "d_minus": module_layer_map(self.d_minus, self.site_widths, m)}
 
     # --- totals --------------------------------------------------------------------------
     @property
@@ -199,7 +241,9 @@ class Diagnosis:
 
         ``restore="original"``: set the neurons, at the attributed positions, to the original
         model's activations; ``"control_mean"``: to their mean over ``control`` facts in the
-        unlearned model. The result is also kept in ``self.verification``.
+        unlearned model. The result is also kept in ``self.verification``. On a diagnosis over
+        several sites, neurons are ``(layer, unit)`` pairs on its concatenated site axis and the
+        random sets are matched per site and layer.
 
         Models, facts, ``control`` and ``tokenizer`` default to what :func:`diagnose` was given
         (when it was given models, not saved attributions), so ``diag.verify()`` is enough.
@@ -223,7 +267,7 @@ class Diagnosis:
         positions = self.meta.get("positions", "prompt")
         result = verify_neurons(before_model, after_model, facts, chosen, n_random=n_random, seed=seed,
                                 restore=restore, control=control, positions=positions,
-                                tokenizer=tokenizer)
+                                tokenizer=tokenizer, sites=self.sites)
         self.verification = result
         return result
 
@@ -259,7 +303,8 @@ class Diagnosis:
         lines = [
             f"Diagnosis of {len(self.fact_ids)} target facts vs {meta.get('null', 'a null')} "
             f"(attribution {meta.get('method', '?')}, {meta.get('steps', '?')} steps, "
-            f"target {meta.get('target', '?')})",
+            f"target {meta.get('target', '?')}, definition {meta.get('definition', 'neuronscope')}"
+            + (f", sites {', '.join(n for n, _ in self.sites)})" if self.sites is not None else ")"),
             f"  sum D+ {self.d_plus_total:.4g}   sum D- {self.d_minus_total:.4g}   "
             f"hide index {self.hide_index:.3f}  ({_verdict(self.hide_index)})",
             f"  {'layer':>5} {'sum D+':>10} {'sum D-':>10} {'hide':>6} {'flagged':>8}",
@@ -274,7 +319,7 @@ class Diagnosis:
         if flagged:
             lines.append(f"  {'layer':>5} {'neuron':>7} {'D-':>10} {'null D-':>10} {'t':>8} {'p_adj':>7}")
             for row in flagged[:k]:
-                lines.append(f"  {row.layer:>5} {row.neuron:>7} {row.d_minus:>10.4g} "
+                lines.append(f"  {row.layer:>5} {self.unit_label(row.neuron):>7} {row.d_minus:>10.4g} "
                              f"{row.null_d_minus:>10.4g} {row.statistic:>8.2f} {row.p_adjusted:>7.4f}")
             if len(flagged) > k:
                 lines.append(f"  ... and {len(flagged) - k} more")
@@ -309,6 +354,7 @@ class Diagnosis:
             "tensors": {name: getattr(self, name) for name in _TENSORS if getattr(self, name) is not None},
             "json": json.dumps({
                 "layers": self.layers, "fact_ids": self.fact_ids, "alpha": self.alpha, "meta": self.meta,
+                "sites": self.sites,
                 "verification": self.verification.to_dict() if self.verification is not None else None,
             }),
         }

@@ -29,13 +29,14 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from neuronscope.attribution.sites import site_hook_name
 from neuronscope.facts import Fact
 from neuronscope.hooks import d_mlp, mlp_hook_name, mlp_hook_names, model_device
 from neuronscope.scoring import batch_for, scores
 from neuronscope.tokenization import FactBatch
 
 __all__ = ["RESTORES", "Verification", "matched_random_sets", "mlp_activations", "patched_scores",
-           "position_mask", "verify_neurons"]
+           "position_mask", "site_activations", "verify_neurons"]
 
 RESTORES = ("original", "control_mean")
 POSITIONS = ("prompt", "last", "all")
@@ -43,8 +44,9 @@ POSITIONS = ("prompt", "last", "all")
 Chunks = list[FactBatch]
 # per chunk: layer -> activations [fact, seq, neuron] of that chunk
 ChunkActs = list[dict[int, Tensor]]
-# layer -> (neuron indices, per chunk values [fact, seq, k] or one [k] vector for every chunk)
-Patch = dict[int, tuple[Tensor, list[Tensor] | Tensor]]
+# layer -> (neuron indices, per chunk values [fact, seq, k] or one [k] vector for every chunk);
+# the key may also be a hook name (a site other than the MLP neurons, units flattened)
+Patch = dict[Any, tuple[Tensor, list[Tensor] | Tensor]]
 
 
 def position_mask(batch: FactBatch, positions: str) -> Bool[Tensor, "fact seq"]:
@@ -96,7 +98,7 @@ def patched_scores(model: Any, chunks: Chunks, patch: Patch, positions: str = "p
         hooks = []
         for layer, (neurons, values) in patch.items():
             chunk_values = values[index] if isinstance(values, list) else values
-            hooks.append((mlp_hook_name(layer),
+            hooks.append((layer if isinstance(layer, str) else mlp_hook_name(layer),
                           _replace_hook(neurons.to(device), chunk_values.to(device), mask)))
         with torch.no_grad(), model.hooks(fwd_hooks=hooks):
             logits = model(rows.tokens.to(device))
@@ -108,29 +110,32 @@ def patched_scores(model: Any, chunks: Chunks, patch: Patch, positions: str = "p
 
 def _replace_hook(neurons: Tensor, values: Tensor, mask: Tensor):
     def hook(act: Tensor, hook: Any) -> Tensor:
-        act = act.clone()
-        current = act[..., neurons]
+        flat = act.reshape(act.shape[0], act.shape[1], -1).clone()  # per-head sites: flatten the units
+        current = flat[..., neurons]
         new = values.to(act.dtype).expand_as(current)
-        act[..., neurons] = torch.where(mask[..., None], new, current)
-        return act
+        flat[..., neurons] = torch.where(mask[..., None], new, current)
+        return flat.view(act.shape)
 
     return hook
 
 
-def matched_random_sets(neurons: Sequence[tuple[int, int]], width: int, n_sets: int, seed: int
-                        ) -> list[list[tuple[int, int]]]:
+def matched_random_sets(neurons: Sequence[tuple[Any, int]], width: int | dict, n_sets: int, seed: int
+                        ) -> list[list[tuple[Any, int]]]:
     """``n_sets`` random neuron sets with the same count per layer as ``neurons``, drawn
-    (seeded) from the same layers without the given neurons.
+    (seeded) from the same layers without the given neurons. ``width`` may be a dict per
+    layer key (sites of different widths).
 
     Example:
         >>> sets = matched_random_sets([(0, 1), (1, 2), (1, 3)], width=8, n_sets=2, seed=0)
         >>> [sorted({layer for layer, _ in s}) for s in sets], [len(s) for s in sets]
         ([[0, 1], [0, 1]], [3, 3])
     """
-    per_layer: dict[int, set[int]] = {}
+    per_layer: dict[Any, set[int]] = {}
     for layer, neuron in neurons:
-        per_layer.setdefault(int(layer), set()).add(int(neuron))
+        per_layer.setdefault(layer if isinstance(layer, str) else int(layer), set()).add(int(neuron))
+    widths = width if isinstance(width, dict) else dict.fromkeys(per_layer, width)
     for layer, chosen in per_layer.items():
+        width = widths[layer]
         if width - len(chosen) < len(chosen):
             raise ValueError(f"layer {layer}: {len(chosen)} neurons chosen of {width}; too few others "
                              "left to draw matched random sets from")
@@ -138,19 +143,19 @@ def matched_random_sets(neurons: Sequence[tuple[int, int]], width: int, n_sets: 
     sets = []
     for _ in range(n_sets):
         drawn: list[tuple[int, int]] = []
-        for layer in sorted(per_layer):
+        for layer in sorted(per_layer, key=str):
             chosen = per_layer[layer]
-            pool = torch.tensor([n for n in range(width) if n not in chosen])
+            pool = torch.tensor([n for n in range(widths[layer]) if n not in chosen])
             pick = pool[torch.randperm(len(pool), generator=generator)[: len(chosen)]]
             drawn.extend((layer, int(n)) for n in sorted(pick.tolist()))
         sets.append(drawn)
     return sets
 
 
-def _group(neurons: Sequence[tuple[int, int]]) -> dict[int, Tensor]:
-    per_layer: dict[int, list[int]] = {}
+def _group(neurons: Sequence[tuple[Any, int]]) -> dict[Any, Tensor]:
+    per_layer: dict[Any, list[int]] = {}
     for layer, neuron in neurons:
-        per_layer.setdefault(int(layer), []).append(int(neuron))
+        per_layer.setdefault(layer if isinstance(layer, str) else int(layer), []).append(int(neuron))
     return {layer: torch.tensor(sorted(ns)) for layer, ns in per_layer.items()}
 
 
@@ -320,15 +325,59 @@ class Verification:
         return cls(**record)
 
 
-def check_neurons(neurons: Sequence[tuple[int, int]], model: Any) -> list[tuple[int, int]]:
-    """Validate (layer, neuron) pairs against the model."""
-    width, layers = d_mlp(model), int(model.cfg.n_layers)
+def _slots(neurons: Sequence[tuple[int, int]], sites: Sequence[tuple[str, int]]
+           ) -> tuple[list[tuple[str, int]], dict[str, int]]:
+    """(layer, unit) pairs on a concatenated site axis -> (hook name, index in the site), and
+    each hook's width."""
+    out, widths = [], {}
+    for layer, unit in neurons:
+        start = 0
+        for site, width in sites:
+            if start <= unit < start + width:
+                name = site_hook_name(site, layer)
+                out.append((name, unit - start))
+                break
+            start += width
+    for layer in {layer for layer, _ in neurons}:
+        for site, width in sites:
+            widths[site_hook_name(site, layer)] = int(width)
+    return out, widths
+
+
+def site_activations(model: Any, chunks: Chunks, names: Iterable[str]) -> ChunkActs:
+    """Activations ``[fact, seq, unit]`` (units flattened) at hook ``names``, per chunk."""
+    names = sorted(set(names))
+    device = model_device(model)
+    out: list = []
+    for rows in chunks:
+        store: dict = {}
+
+        def grab(name: str, store: dict = store):
+            def hook(act: Tensor, hook: Any) -> None:
+                store[name] = act.detach().reshape(act.shape[0], act.shape[1], -1).float().cpu()
+            return hook
+
+        with torch.no_grad(), model.hooks(fwd_hooks=[(name, grab(name)) for name in names]):
+            model(rows.tokens.to(device))
+        missing = [name for name in names if name not in store]
+        if missing:
+            raise RuntimeError(f"hooks {missing[:3]} did not fire")
+        out.append(store)
+    return out
+
+
+def check_neurons(neurons: Sequence[tuple[int, int]], model: Any,
+                  sites: Sequence[tuple[str, int]] | None = None) -> list[tuple[int, int]]:
+    """Validate (layer, neuron) pairs against the model (``neuron`` on the concatenated
+    ``sites`` axis when given)."""
+    width = d_mlp(model) if sites is None else sum(int(w) for _, w in sites)
+    layers = int(model.cfg.n_layers)
     out = []
     for pair in neurons:
         layer, neuron = (int(v) for v in pair)
         if not (0 <= layer < layers and 0 <= neuron < width):
             raise ValueError(f"neuron {(layer, neuron)} does not exist: the model has layers 0..{layers - 1}"
-                             f" and MLP width {width}")
+                             f" and {'MLP width' if sites is None else 'site units'} {width}")
         out.append((layer, neuron))
     if not out:
         raise ValueError("no neurons to verify (nothing flagged?); pass neurons=[(layer, neuron), ...]")
@@ -350,6 +399,7 @@ def verify_neurons(
     positions: str = "prompt",
     tokenizer: Any = None,
     batch_size: int = 64,
+    sites: Sequence[tuple[str, int]] | None = None,
 ) -> Verification:
     """The causal test: restore ``neurons`` in ``after`` and patch them into ``before``.
 
@@ -357,6 +407,9 @@ def verify_neurons(
     original model's activations on the same facts; ``"control_mean"`` sets them to their mean
     activation in the unlearned model over ``control`` facts (all real tokens). Each of
     ``n_random`` random sets (same count per layer, other neurons) gets the same treatment.
+    ``sites``: the ``(site, width)`` layout of a diagnosis over other sites than the MLP
+    neurons; ``neurons`` are then ``(layer, unit)`` pairs on that concatenated axis, and the
+    random sets are matched per site and layer.
     """
     if restore not in RESTORES:
         raise ValueError(f"restore must be one of {RESTORES}, got {restore!r}")
@@ -364,7 +417,7 @@ def verify_neurons(
         raise ValueError(f"unknown positions {positions!r}; expected one of {POSITIONS}")
     if not isinstance(n_random, int) or n_random < 1:
         raise ValueError(f"n_random must be a positive integer, got {n_random!r}")
-    neurons = check_neurons(neurons, after)
+    neurons = check_neurons(neurons, after, sites)
     facts = list(facts)
     if not facts:
         raise ValueError("no facts to verify on")
@@ -374,12 +427,20 @@ def verify_neurons(
             raise ValueError("restore='control_mean' needs control facts (control=...)")
     batch = batch_for(after, facts, tokenizer)
     chunks = _chunks(batch, batch_size)
-    random_sets = matched_random_sets(neurons, d_mlp(after), n_random, seed)
-    layers = sorted({layer for layer, _ in neurons})
-    acts_before = mlp_activations(before, chunks, layers)
-    acts_after = mlp_activations(after, chunks, layers)
+    if sites is None:
+        slots, widths = neurons, d_mlp(after)
+        layers = sorted({layer for layer, _ in neurons})
+        acts_before = mlp_activations(before, chunks, layers)
+        acts_after = mlp_activations(after, chunks, layers)
+    else:
+        slots, widths = _slots(neurons, sites)
+        layers = sorted({name for name, _ in slots})
+        acts_before = site_activations(before, chunks, layers)
+        acts_after = site_activations(after, chunks, layers)
+    random_sets = matched_random_sets(slots, widths, n_random, seed)
     if restore == "control_mean":
-        means = _control_means(after, batch_for(after, control, tokenizer), layers, batch_size)
+        means = _control_means(after, batch_for(after, control, tokenizer), layers, batch_size,
+                               by_name=sites is not None)
 
     def restored_with(subset: Sequence[tuple[int, int]]) -> tuple[float, float]:
         patch = _patch_from(acts_before, subset) if restore == "original" else _patch_mean(means, subset)
@@ -389,20 +450,21 @@ def verify_neurons(
         return _metrics(*patched_scores(before, chunks, _patch_from(acts_after, subset), positions))
 
     return Verification(
-        neurons=neurons, restore=restore, positions=positions, n_random=n_random, seed=seed,
+        neurons=list(neurons), restore=restore, positions=positions, n_random=n_random, seed=seed,
         n_facts=len(facts),
         before=_metrics(*patched_scores(before, chunks, {}, positions)),
         after=_metrics(*patched_scores(after, chunks, {}, positions)),
-        restored=restored_with(neurons),
-        suppressed=suppressed_with(neurons),
+        restored=restored_with(slots),
+        suppressed=suppressed_with(slots),
         random_restored=[restored_with(s) for s in random_sets],
         random_suppressed=[suppressed_with(s) for s in random_sets],
     )
 
 
-def _control_means(model: Any, batch: FactBatch, layers: list[int], batch_size: int) -> dict[int, Tensor]:
+def _control_means(model: Any, batch: FactBatch, layers: list, batch_size: int,
+                   by_name: bool = False) -> dict[Any, Tensor]:
     chunks = _chunks(batch, batch_size)
-    acts = mlp_activations(model, chunks, layers)
+    acts = site_activations(model, chunks, layers) if by_name else mlp_activations(model, chunks, layers)
     means = {}
     for layer in layers:
         total = sum((chunk[layer] * rows.attention_mask[..., None]).sum((0, 1))

@@ -12,6 +12,7 @@ Example:
 
 from neuronscope.plots.diagnosis import d_per_layer, d_scatter
 from neuronscope.plots.heatmap import before_after, neuron_heatmap, select_neurons
+from neuronscope.plots.paper import attribution_stability, cumulative_variation, logit_lens, module_layer_map
 from neuronscope.plots.robustness import (
     attack_grid,
     benchmark_bars,
@@ -26,12 +27,16 @@ from neuronscope.plots.theme import apply_theme
 __all__ = [
     "apply_theme",
     "attack_grid",
+    "attribution_stability",
     "before_after",
     "benchmark_bars",
     "benchmark_sweep",
+    "cumulative_variation",
     "d_per_layer",
     "d_scatter",
     "lambda_sweep",
+    "logit_lens",
+    "module_layer_map",
     "neuron_heatmap",
     "recovery_curves",
     "save_benchmark_figures",

@@ -53,6 +53,13 @@ class NeuronValues:
     per_fact: np.ndarray | None = None  # [fact, layer, neuron]
     fact_ids: list[str] | None = None
     label: str = "attribution"
+    unit_labels: list[str] | None = None  # "site/index" per neuron when several sites were attributed
+
+    def units(self, index: np.ndarray) -> np.ndarray:
+        """Labels of the neurons at ``index`` (their indices, or ``site/index`` with sites)."""
+        if self.unit_labels is None:
+            return index
+        return np.asarray(self.unit_labels, dtype=object)[index]
 
 
 def _is_attribution(value: Any) -> bool:
@@ -63,7 +70,11 @@ def neuron_values(value: Any, name: str = "values", layers: Sequence[int] | None
                   fact_ids: Sequence[str] | None = None) -> NeuronValues:
     """Accept a ``NeuronAttribution``, a [layer, neuron] or a [fact, layer, neuron] tensor."""
     label = "attribution"
+    unit_labels = None
     if _is_attribution(value):
+        sites = getattr(value, "sites", None)
+        if sites:
+            unit_labels = [f"{site}/{i}" for site, width in sites for i in range(int(width))]
         per_fact = as_array(value.scores, f"{name}.scores", 3)
         layers = list(value.layers) if layers is None else layers
         fact_ids = list(value.fact_ids) if fact_ids is None else fact_ids
@@ -94,7 +105,7 @@ def neuron_values(value: Any, name: str = "values", layers: Sequence[int] | None
             raise ValueError(f"{name}: {len(fact_ids)} fact ids for {per_fact.shape[0]} facts")
     elif per_fact is not None:
         fact_ids = [f"fact {i}" for i in range(per_fact.shape[0])]
-    return NeuronValues(matrix, layers, per_fact, fact_ids, label)
+    return NeuronValues(matrix, layers, per_fact, fact_ids, label, unit_labels)
 
 
 def records(value: Any, name: str) -> list[dict]:

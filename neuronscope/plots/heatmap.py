@@ -101,7 +101,8 @@ def neuron_heatmap(
     """Layer x neuron heatmap of attribution (or any signed per-neuron value).
 
     ``values``: a ``NeuronAttribution`` (its mean over facts is drawn, and hover lists the
-    facts each neuron matters most for), a [layer, neuron] or a [fact, layer, neuron] tensor.
+    facts each neuron matters most for; with several sites, hover names each unit
+    ``site/index``), a [layer, neuron] or a [fact, layer, neuron] tensor.
     The colour scale is diverging and centred on 0 (symmetric ``zmin``/``zmax``).
 
     Example:
@@ -116,7 +117,7 @@ def neuron_heatmap(
     low, high = symmetric_range(z)
     x, x_title = _x_axis(index, nv.matrix.shape[1])
     name = label or nv.label
-    trace = _heatmap_trace(z, index, _top_facts(nv, index, top_facts), nv.layers, x, name,
+    trace = _heatmap_trace(z, nv.units(index), _top_facts(nv, index, top_facts), nv.layers, x, name,
                            colorscale=DIVERGING, zmid=0.0, zmin=low, zmax=high,
                            colorbar={"title": {"text": name}})
     fig = go.Figure(trace)
@@ -167,7 +168,7 @@ def before_after(
                         horizontal_spacing=0.03)
     empty = np.full(index.shape, "", dtype=object)
     for col, (z, name) in enumerate(zip(panels, titles, strict=True), start=1):
-        fig.add_trace(_heatmap_trace(z, index, empty, b.layers, x, f"{label} ({name})",
+        fig.add_trace(_heatmap_trace(z, b.units(index), empty, b.layers, x, f"{label} ({name})",
                                      coloraxis="coloraxis"), row=1, col=col)
         fig.update_xaxes(title_text=x_title if col == 2 else None, row=1, col=col)
     fig.update_layout(coloraxis={"colorscale": DIVERGING, "cmin": low, "cmax": high, "cmid": 0.0,

@@ -352,41 +352,73 @@ def test_llama_checkpoint_folder_end_to_end(hf_folders, tmp_path):
         diagnose(before, after, [ns.Fact("caf\u00e9 is", "ok")], control=control, progress=False)
 
 
-# --- GA against GD + SSIUU ------------------------------------------------------------------
-_GA_SSIUU_REASON = (
-    "measured on the tiny organism (IG, 8 steps), every method unlearned to the oracle's own forget "
-    "accuracy (0.10 here; benchmarks/hide_index_study.py, 3 forget splits): P(answer) still falls to a "
-    "median 1e-4 to 2e-3 (GA, GD); GD + SSIUU(0.1) needs 3-7x GD's steps, and GA has the LOWER hide "
-    "index under both targets and all three clipping orders on all three splits: seed 0 prob GA 0.003 "
-    "< GD 0.005 < GD+SSIUU 0.022, logprob GA 0.718 < GD 0.905 < GD+SSIUU 0.950. Stopping at chance "
-    "(GA at lr 1e-4) or at the oracle's median P gives the same ordering (logprob GA 0.77-0.90 < "
-    "GD+SSIUU 0.95-0.97), and so does the parameter-level SSIUU (logprob 0.76-0.90). Why "
-    "(studies/attribution_change_split.py): the first-order penalty shrinks the activation term "
-    "of the growth of negative attribution 2.4x (lam 0.1) but the gradient term (downstream weights) "
-    "grows 3-3.5x, so the total grows. The paper's ordering is not reproduced here; see "
-    "docs/diagnostics.md.")
+# GA against GD + SSIUU (issue 6) is a research question, not a behaviour: it is measured by
+# benchmarks/hide_index_study.py (results in benchmarks/results/hide-index-tiny-*.json, cited in
+# docs/research-log.md), not asserted here.
+
+
+# --- issue 15 item 7: the default target finds hiders in every layer -------------------------
+def plant_hiders(model, forget, keep, planted, *, steps: int = 100, seed: int = 0, lr: float = 3e-2):
+    """A copy of ``model`` where only the ``planted`` (layer, neuron) MLP neurons (input row,
+    bias, output column) are trained, everything else frozen (gradients masked), to suppress
+    ``forget`` answers while keeping ``keep``. Full forward passes (any layer)."""
+    hider = ns.copy_model(model)
+    net = hider.original_model
+    for p in net.parameters():
+        p.requires_grad_(False)
+    generator = torch.Generator().manual_seed(seed)
+    params, masks = [], []
+    for layer, n in planted:
+        mlp = net.layers[layer].mlp
+        with torch.no_grad():
+            mlp.fc_in.weight[n] = torch.randn(mlp.fc_in.weight.shape[1], generator=generator) * 0.1
+            mlp.fc_in.bias[n] = 0.0
+            mlp.fc_out.weight[:, n] = torch.randn(mlp.fc_out.weight.shape[0], generator=generator) * 0.01
+        rows = ((mlp.fc_in.weight, (n,)), (mlp.fc_in.bias, (n,)), (mlp.fc_out.weight, (slice(None), n)))
+        for p, index in rows:
+            mask = torch.zeros_like(p, dtype=torch.bool)
+            mask[index] = True
+            p.requires_grad_(True)
+            params.append(p)
+            masks.append(mask)
+    optimizer = torch.optim.Adam(params, lr=lr)  # zero gradients leave Adam's other entries unchanged
+    forget_batch, keep_batch = batch_for(hider, forget), batch_for(hider, keep)
+    for _ in range(steps):
+        forget_lp, _ = answer_token_logprobs(net(forget_batch.tokens), forget_batch)
+        keep_lp, keep_mask = answer_token_logprobs(net(keep_batch.tokens), keep_batch)
+        loss = forget_lp.sum(-1).clamp(min=-4).mean() - 5 * keep_lp.sum() / keep_mask.sum()
+        optimizer.zero_grad()
+        loss.backward()
+        for p, mask in zip(params, masks, strict=True):
+            p.grad[~mask] = 0
+        optimizer.step()
+    for p in net.parameters():
+        p.requires_grad_(True)
+    hider.eval()
+    return hider
+
+
+def _idle_in(model, facts, layer: int) -> int:
+    batch, store = batch_for(model, facts), {}
+    with torch.no_grad(), model.hooks(fwd_hooks=[(f"blocks.{layer}.mlp.hook_post",
+                                                  lambda a, hook: store.setdefault("h", a.detach()))]):
+        model(batch.tokens)
+    return int(store["h"][batch.attention_mask].abs().mean(0).argmin())
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:the unlearned model's median P")  # P still falls far below 1e-3
-@pytest.mark.xfail(strict=True, reason=_GA_SSIUU_REASON)
-def test_ga_hides_more_than_gd_with_ssiuu(case, tiny_oracle):
-    """Issue 6: GA's hide index above GD + SSIUU's, both unlearned to the same forget accuracy
-    (the oracle's, i.e. chance: issue 5), under both attribution targets."""
-    from neuronscope.unlearning import SSIUU, unlearn
-
-    forget, retain = case["forget"], case["retain"]
-    chance = ns.accuracy(tiny_oracle.bridge, forget)
-    runs = {name: unlearn(case["before"], forget, retain, method=base, penalty=ssiuu, max_steps=300,
-                          target_forget_accuracy=chance, eval_every=1, progress=False)
-            for name, base, ssiuu in (("ga", "ga", None), ("ssiuu", "gd", SSIUU(0.1)))}
-    for result in runs.values():
-        assert result.history.stopped_reason == "target"
-        assert result.forget_accuracy <= chance + 1e-6
-    everything = list(forget) + list(retain)
-    for target in ("prob", "logprob"):
-        before_attr = (case["before_attr"] if target == "prob"
-                       else attribute(case["before"], everything, steps=STEPS, target=target, progress=False))
-        hide = {name: diagnose(before_attr, result.bridge, forget, control=retain, progress=False).hide_index
-                for name, result in runs.items()}
-        assert hide["ga"] > hide["ssiuu"], (target, hide)
+def test_default_target_flags_hiders_in_every_layer(tiny_world, tiny_org, forget_retain):
+    """Issue 15 item 7: two hiders planted (layers 0 and 1, nothing else changed). Under the
+    default target (log P) both are flagged first and restoring them brings the facts back.
+    (Measured with target="prob", the old default: only the last-layer hider is flagged.)"""
+    forget, retain = forget_retain
+    before = tiny_org.bridge
+    facts = list(forget) + list(retain)
+    planted = [(layer, _idle_in(before, facts, layer)) for layer in range(before.cfg.n_layers)]
+    hider = plant_hiders(before, forget, list(retain) + list(tiny_world.benign)[:100], planted)
+    assert ns.accuracy(hider, forget) <= 0.1 and ns.accuracy(hider, retain) >= 0.95
+    diag = diagnose(before, hider, forget, control=retain, steps=STEPS, progress=False)
+    assert diag.meta["target"] == "logprob"
+    assert {(f.layer, f.neuron) for f in diag.flagged[:2]} == set(planted), diag.summary()
+    check = diag.verify(before, hider, forget, neurons=planted, n_random=10)
+    assert check.restored[0] >= 0.9 and check.p_accuracy <= 0.1
