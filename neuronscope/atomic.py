@@ -5,7 +5,8 @@ A reader never sees a half-written file, and an interrupted write leaves the old
 Example:
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> atomic_write_text(folder / "notes.txt", "done")
+    >>> atomic_write_text(folder / "notes.txt", "done").name
+    'notes.txt'
     >>> (folder / "notes.txt").read_text()
     'done'
 """
@@ -16,6 +17,8 @@ import io
 import os
 from pathlib import Path
 from typing import Any
+
+import torch
 
 __all__ = ["atomic_torch_save", "atomic_write_bytes", "atomic_write_text"]
 
@@ -44,8 +47,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     """``torch.save(obj)`` to ``path`` atomically; returns the path."""
-    import torch
-
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return atomic_write_bytes(path, buffer.getvalue())

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -155,8 +156,6 @@ class FactSet(Sequence[Fact]):
 
     def fingerprint(self) -> str:
         """A stable hash of the content, for cache keys."""
-        import hashlib
-
         return hashlib.sha256(self.to_jsonl().encode()).hexdigest()[:16]
 
     # --- JSONL ------------------------------------------------------------------------
@@ -190,7 +189,7 @@ class FactSet(Sequence[Fact]):
     # --- splits -----------------------------------------------------------------------
     def _units(self, by: str) -> dict[str, list[int]]:
         if by not in ("subject", "group", "fact", "relation"):
-            raise ValueError(f"by must be 'fact', 'subject', 'group' or 'relation', got {by!r}")
+            raise ValueError(f"by must be 'auto', 'fact', 'subject', 'group' or 'relation', got {by!r}")
         units: dict[str, list[int]] = {}
         for index, fact in enumerate(self._facts):
             if by == "fact":
@@ -226,19 +225,32 @@ class FactSet(Sequence[Fact]):
     def split(
         self,
         forget: float = 0.1,
-        by: Literal["subject", "group", "fact", "relation"] = "subject",
+        by: Literal["auto", "subject", "group", "fact", "relation"] = "auto",
         seed: int = 0,
     ) -> tuple[FactSet, FactSet]:
-        """Seeded split into ``(forget, retain)``; whole subjects (or groups) stay on one side.
+        """Seeded split into ``(forget, retain)``; whole units (``by``) stay on one side.
+
+        ``by="auto"`` (the default) keeps whole groups together when every fact has a group
+        (the organism's families: the paper's protocol, as the docs use it) and whole subjects
+        otherwise; :meth:`split_unit` says which it picks.
 
         Example:
             >>> fs = FactSet([Fact(f"q{i}", "a", subject=f"s{i % 5}") for i in range(20)])
             >>> f, r = fs.split(forget=0.2, by="subject", seed=1)
             >>> set(f.subjects) & set(r.subjects)
             set()
+            >>> fs.split_unit(), fs.split(forget=0.2, seed=1) == (f, r)
+            ('subject', True)
         """
         _check_fraction("forget", forget)
-        return self._two_way(forget, by, seed, ("forget", "retain"))
+        return self._two_way(forget, self.split_unit(by), seed, ("forget", "retain"))
+
+    def split_unit(self, by: str = "auto") -> str:
+        """The unit :meth:`split` keeps together for ``by``: ``"auto"`` is ``"group"`` when every
+        fact has a group, else ``"subject"``; any other value is returned as given."""
+        if by != "auto":
+            return by
+        return "group" if self._facts and all(f.group is not None for f in self._facts) else "subject"
 
     def attack_split(
         self, p: float = 0.3, by: Literal["fact", "subject"] = "fact", seed: int = 0

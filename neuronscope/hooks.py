@@ -1,17 +1,19 @@
 """MLP neuron hook resolution: which hook points hold each layer's neurons.
 
 Example:
-    >>> names = mlp_hook_names(model)          # doctest: +SKIP
-    >>> names[0]                                # doctest: +SKIP
+    >>> from neuronscope.tiny import tiny_model
+    >>> names = mlp_hook_names(tiny_model())
+    >>> names[0]
     'blocks.0.mlp.hook_post'
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
+
+from neuronscope.types import Model
 
 __all__ = [
     "MLP_POST",
@@ -33,11 +35,11 @@ def mlp_hook_name(layer: int) -> str:
     return MLP_POST.format(layer=layer)
 
 
-def n_layers(model: Any) -> int:
+def n_layers(model: Model) -> int:
     return int(model.cfg.n_layers)
 
 
-def d_mlp(model: Any) -> int:
+def d_mlp(model: Model) -> int:
     """Width of the MLP neuron layer."""
     value = getattr(model.cfg, "d_mlp", None)
     if not value:
@@ -45,7 +47,7 @@ def d_mlp(model: Any) -> int:
     return int(value)
 
 
-def check_layers(model: Any, layers: Sequence[int] | None) -> list[int]:
+def check_layers(model: Model, layers: Sequence[int] | None) -> list[int]:
     """Validate ``layers`` against the model (None means every layer)."""
     total = n_layers(model)
     if layers is None:
@@ -61,7 +63,7 @@ def check_layers(model: Any, layers: Sequence[int] | None) -> list[int]:
     return sorted(layers)
 
 
-def mlp_hook_names(model: Any, layers: Sequence[int] | None = None) -> list[str]:
+def mlp_hook_names(model: Model, layers: Sequence[int] | None = None) -> list[str]:
     """Hook names of the MLP neurons of ``layers`` (default all), checked to exist.
 
     Raises ``ValueError`` for a model without MLP neuron hooks (attention-only models,
@@ -83,14 +85,14 @@ def mlp_hook_names(model: Any, layers: Sequence[int] | None = None) -> list[str]
     return names
 
 
-def _hook_count(model: Any) -> int:
+def _hook_count(model: Model) -> int:
     return sum(len(hp._forward_hooks) + len(hp._backward_hooks) for hp in model.hook_dict.values())
 
 
-def hook_count(model: Any) -> int:
+def hook_count(model: Model) -> int:
     """How many forward/backward hooks the model's hook points carry right now."""
     return _hook_count(model)
 
 
-def model_device(model: Any) -> torch.device:
+def model_device(model: Model) -> torch.device:
     return next(model.parameters()).device

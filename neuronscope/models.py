@@ -1,16 +1,16 @@
 """Loading TransformerLens models from local Hugging Face checkpoints or GGUF files, and copying them.
 
-Example:
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    >>> resolve_device("auto", cuda_available=True)
-    device(type='cuda')
+Example (needs a checkpoint folder with its tokenizer)::
+
+    model = load_model("/path/to/unlearned-checkpoint")
+    clone = copy_model(model)          # independent; safe where copy.deepcopy of a bridge is not
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import types
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ import torch
 
 from neuronscope.gguf import check_gguf, convert_gguf
 
-__all__ = ["TOKENIZER_FILES", "copy_model", "load_model", "native_config", "resolve_device"]
+__all__ = ["TOKENIZER_FILES", "copy_model", "guard_deepcopy", "load_model", "native_config",
+           "resolve_device"]
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json",
                    "spiece.model")
@@ -71,8 +72,9 @@ def load_model(
     loader (needs network). A folder is checked for a config and a tokenizer before anything is
     loaded. ``device``: ``"cpu"``, ``"cuda"``, ``"auto"`` (CUDA when available) or a device.
 
-    Example:
-        >>> model = load_model("checkpoints/llama-unlearned")        # doctest: +SKIP
+    Example (needs a checkpoint folder)::
+
+        model = load_model("checkpoints/llama-unlearned")
     """
     bridge = _bridge_class()
     device = resolve_device(device)
@@ -94,7 +96,7 @@ def load_model(
         text = str(folder.resolve())
     model = bridge.boot_transformers(text, device=device, dtype=dtype, **boot_kwargs)
     model.eval()
-    return model
+    return guard_deepcopy(model)
 
 
 def _hub_like(text: str) -> bool:
@@ -103,7 +105,7 @@ def _hub_like(text: str) -> bool:
     return len(parts) <= 2 and all(parts)
 
 
-def copy_model(model: Any) -> Any:
+def copy_model(model: Any, memo: dict[int, Any] | None = None) -> Any:
     """An independent deep copy: no user hooks, nothing shared with the original but the tokenizer.
 
     Two TransformerLens details make a plain ``copy.deepcopy`` unsafe, and both are handled:
@@ -116,20 +118,56 @@ def copy_model(model: Any) -> Any:
       hooks are dropped from the clone (never from the original), and each clone block wires
       its own on its first forward.
 
+    Bridges from :func:`load_model`, ``ns.organism`` and ``copy_model`` itself route a plain
+    ``copy.deepcopy`` here (:func:`guard_deepcopy`). ``memo``: ``deepcopy``'s memo, when called
+    from it.
+
     Example:
-        >>> clone = copy_model(org.model)          # doctest: +SKIP
+        >>> from neuronscope.tiny import tiny_model
+        >>> model = tiny_model()
+        >>> clone = copy_model(model)
+        >>> clone is not model and torch.equal(clone.embed.W_E, model.embed.W_E)
+        True
     """
     tokenizer = getattr(model, "tokenizer", None)
-    memo: dict[int, Any] = {id(tokenizer): tokenizer} if tokenizer is not None else {}
+    memo = {} if memo is None else memo
+    if tokenizer is not None:
+        memo.setdefault(id(tokenizer), tokenizer)
     for module in model.modules():
         for value in vars(module).values():
             if isinstance(value, torch.Tensor) and value.grad_fn is not None:
                 memo[id(value)] = value.detach().clone()
-    clone = copy.deepcopy(model, memo)
+    guard = vars(model).pop("__deepcopy__", None)  # deepcopy would call it again
+    try:
+        clone = copy.deepcopy(model, memo)
+    finally:
+        if guard is not None:
+            vars(model)["__deepcopy__"] = guard
     _drop_copied_capture_hooks(clone)
     if hasattr(clone, "reset_hooks"):
         clone.reset_hooks(including_permanent=False)
-    return clone
+    return guard_deepcopy(clone)
+
+
+def guard_deepcopy(model: Any) -> Any:
+    """Make a plain ``copy.deepcopy(model)`` as safe as :func:`copy_model` (which it then calls);
+    returns ``model``.
+
+    ``copy.deepcopy`` of a bridge that has run copies closures that point at the original, so
+    the copy writes into the original. This sets an instance-level ``__deepcopy__`` on
+    ``model`` (its class is untouched); bridges from :func:`load_model`, ``ns.organism``,
+    ``copy_model`` and :func:`neuronscope.tiny.tiny_model` carry it already.
+
+    Example:
+        >>> import copy
+        >>> from neuronscope.tiny import tiny_model
+        >>> model = tiny_model()
+        >>> clone = copy.deepcopy(model)      # goes through copy_model
+        >>> clone.__deepcopy__.__self__ is clone
+        True
+    """
+    vars(model)["__deepcopy__"] = types.MethodType(copy_model, model)
+    return model
 
 
 _HOOK_DICTS = ("_forward_pre_hooks", "_forward_hooks", "_forward_pre_hooks_with_kwargs",

@@ -5,9 +5,10 @@ world's facts plus its benign corpus; ``organism(world, exclude=forget)`` is the
 trained by the same recipe without the forget facts.
 
 Example:
-    >>> world = FactWorld.synthetic(n_people=60, seed=0)          # doctest: +SKIP
-    >>> org = organism(world, size="tiny")                         # doctest: +SKIP
-    >>> accuracy(org.model, world.facts) >= 0.99                   # doctest: +SKIP
+    >>> from neuronscope import accuracy
+    >>> world = FactWorld.synthetic(n_people=8, seed=0)           # 40 facts
+    >>> org = organism(world, size="tiny", progress=False)        # ~5 s the first time, then cached
+    >>> accuracy(org.bridge, world.facts) >= 0.99
     True
 """
 
@@ -25,15 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from neuronscope._version import __version__
 from neuronscope.atomic import atomic_torch_save
 from neuronscope.cache import cache_dir
+from neuronscope.deprecation import DeprecatedAlias
 from neuronscope.facts import Fact, FactSet
-from neuronscope.models import _bridge_class, native_config
+from neuronscope.models import _bridge_class, guard_deepcopy, native_config
+from neuronscope.progress import progress_bar
 from neuronscope.scoring import answer_token_logprobs, scores
 from neuronscope.tokenization import WordTokenizer, tokenize
+from neuronscope.types import Model
 from neuronscope.world import FactWorld
 
 __all__ = ["SIZES", "Organism", "OrganismRecipe", "cache_dir", "organism"]
@@ -71,15 +74,18 @@ SIZES: dict[str, OrganismRecipe] = {
 
 @dataclass
 class Organism:
-    """A trained organism: model, tokenizer, training record (unpacks as that triple)."""
+    """A trained organism: its ``bridge`` (a TransformerBridge), tokenizer and training record
+    (unpacks as that triple). ``model`` is the old name of ``bridge`` (deprecated)."""
 
-    model: Any
+    bridge: Model
     tokenizer: WordTokenizer
     record: dict = field(default_factory=dict)
     path: Path | None = None
 
+    model = DeprecatedAlias("bridge", "a bridge's own .model is the Hugging Face module")
+
     def __iter__(self) -> Iterator[Any]:
-        return iter((self.model, self.tokenizer, self.record))
+        return iter((self.bridge, self.tokenizer, self.record))
 
 
 def _settings(world: FactWorld, recipe: OrganismRecipe, size: str, seed: int,
@@ -118,7 +124,7 @@ def _build(world: FactWorld, recipe: OrganismRecipe, seed: int) -> Any:
     )
     model = _bridge_class().boot_native(config, model_name="neuronscope-organism")
     model.tokenizer = world.tokenizer
-    return model
+    return guard_deepcopy(model)
 
 
 def _training_facts(world: FactWorld, recipe: OrganismRecipe, seed: int,
@@ -154,8 +160,8 @@ def _train(model: Any, facts: FactSet, benign: FactSet, recipe: OrganismRecipe, 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     history: list[dict] = []
     start = time.perf_counter()
-    bar = tqdm(total=recipe.max_epochs, desc="training organism", unit="epoch",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=recipe.max_epochs, desc="training organism", unit="epoch",
+                       enabled=progress, leave=False)
     reached = False
     epoch = 0
     for epoch in range(1, recipe.max_epochs + 1):
@@ -234,8 +240,10 @@ def organism(
     be False (always train), True (the user cache folder) or a folder.
 
     Example:
-        >>> org = organism(FactWorld.synthetic(), size="small")      # doctest: +SKIP
-        >>> model, tokenizer, record = org                          # doctest: +SKIP
+        >>> org = organism(FactWorld.synthetic(n_people=8, seed=0), size="tiny", progress=False)
+        >>> model, tokenizer, record = org
+        >>> model is org.bridge, record["n_facts"]
+        (True, 40)
     """
     world = world if world is not None else FactWorld.synthetic()
     if size not in SIZES:

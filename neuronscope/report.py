@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from plotly.offline import get_plotlyjs
+
 from neuronscope._version import __version__
 
 __all__ = ["report", "report_path"]
@@ -168,11 +170,13 @@ def report(
     shown first. ``path`` may be an existing folder (the file is then ``report.html``).
 
     Example:
-        >>> report("out/report.html", {"Heatmap": ns.plots.neuron_heatmap(attr)})  # doctest: +SKIP
-        PosixPath('out/report.html')
+        >>> import tempfile, torch
+        >>> from neuronscope.plots import neuron_heatmap
+        >>> folder = tempfile.mkdtemp()
+        >>> path = report(folder, {"Heatmap": neuron_heatmap(torch.randn(2, 16)), "Notes": "Fine."})
+        >>> path.name, "Heatmap" in path.read_text()
+        ('report.html', True)
     """
-    from plotly.offline import get_plotlyjs
-
     target = report_path(path)
     items = _items(sections)
     if settings is not None and not isinstance(settings, Mapping):

@@ -1,8 +1,14 @@
 """Answer log-probabilities and accuracy, teacher-forced and batched.
 
 Example:
-    >>> lp = answer_logprob(model, forget)      # doctest: +SKIP
-    >>> acc = accuracy(model, forget)           # doctest: +SKIP
+    >>> from neuronscope import FactWorld
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> model = tiny_model(tokenizer=world.tokenizer)           # untrained: answers at random
+    >>> answer_logprob(model, world.facts[:5]).shape
+    torch.Size([5])
+    >>> 0.0 <= accuracy(model, world.facts) <= 1.0
+    True
 """
 
 from __future__ import annotations
@@ -17,12 +23,13 @@ from torch import Tensor
 from neuronscope.facts import Fact
 from neuronscope.hooks import model_device
 from neuronscope.tokenization import FactBatch, tokenize
+from neuronscope.types import Model
 
 __all__ = ["accuracy", "answer_logprob", "answer_token_logprobs", "batch_for", "get_tokenizer",
            "model_context", "scores"]
 
 
-def get_tokenizer(model: Any, tokenizer: Any = None) -> Any:
+def get_tokenizer(model: Model, tokenizer: Any = None) -> Any:
     """The tokenizer to use: the one given, else the model's own."""
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     if tokenizer is None:
@@ -30,13 +37,13 @@ def get_tokenizer(model: Any, tokenizer: Any = None) -> Any:
     return tokenizer
 
 
-def model_context(model: Any) -> int | None:
+def model_context(model: Model) -> int | None:
     cfg = getattr(model, "cfg", None)
     value = getattr(cfg, "n_ctx", None)
     return int(value) if value else None
 
 
-def batch_for(model: Any, facts: Iterable[Fact] | FactBatch, tokenizer: Any = None) -> FactBatch:
+def batch_for(model: Model, facts: Iterable[Fact] | FactBatch, tokenizer: Any = None) -> FactBatch:
     """Tokenise facts for ``model`` (checked against its context), or pass a batch through."""
     if isinstance(facts, FactBatch):
         return facts
@@ -45,7 +52,7 @@ def batch_for(model: Any, facts: Iterable[Fact] | FactBatch, tokenizer: Any = No
 
 def answer_token_logprobs(
     logits: Float[Tensor, "fact seq vocab"], batch: FactBatch
-) -> tuple[Float[Tensor, "fact seq"], Bool[Tensor, "fact seq"]]:
+) -> tuple[Float[Tensor, "fact seq-1"], Bool[Tensor, "fact seq-1"]]:
     """Log-probability of each next token and a mask of the scored (answer) predictions.
 
     Entry ``t`` scores token ``t + 1`` given tokens ``0..t``.
@@ -66,7 +73,7 @@ def scores(logits: Float[Tensor, "fact seq vocab"], batch: FactBatch) -> tuple[T
     return logprob, hits.all(-1)
 
 
-def _forward_scores(model: Any, facts: Any, tokenizer: Any, batch_size: int) -> tuple[Tensor, Tensor]:
+def _forward_scores(model: Model, facts: Any, tokenizer: Any, batch_size: int) -> tuple[Tensor, Tensor]:
     batch = batch_for(model, facts, tokenizer)
     device = model_device(model)
     logprobs, hits = [], []
@@ -81,19 +88,23 @@ def _forward_scores(model: Any, facts: Any, tokenizer: Any, batch_size: int) -> 
 
 
 def answer_logprob(
-    model: Any, facts: Iterable[Fact] | FactBatch, *, tokenizer: Any = None, batch_size: int = 256
+    model: Model, facts: Iterable[Fact] | FactBatch, *, tokenizer: Any = None, batch_size: int = 256
 ) -> Float[Tensor, " fact"]:
     """Teacher-forced log P(whole answer | prompt) per fact.
 
     Example:
-        >>> answer_logprob(model, world.facts[:4]).shape   # doctest: +SKIP
-        torch.Size([4])
+        >>> from neuronscope import FactWorld
+        >>> from neuronscope.tiny import tiny_model
+        >>> world = FactWorld.synthetic(n_people=10)
+        >>> model = tiny_model(tokenizer=world.tokenizer)
+        >>> bool((answer_logprob(model, world.facts[:4]) < 0).all())
+        True
     """
     return _forward_scores(model, facts, tokenizer, batch_size)[0]
 
 
 def accuracy(
-    model: Any,
+    model: Model,
     facts: Iterable[Fact] | FactBatch,
     *,
     tokenizer: Any = None,

@@ -101,13 +101,62 @@ class FactBatch:
     """Token ids of ``[bos] prompt answer`` per fact, right-padded, with position masks.
 
     Position ``t`` of ``logits`` predicts token ``t + 1``; ``answer_mask[:, t + 1]`` says
-    whether that prediction is scored.
+    whether that prediction is scored. ``pad_id`` fills the padding. Batches tokenized in
+    separate calls join with ``a + b`` or :meth:`concat` (padded to the widest).
+
+    Example:
+        >>> tok = WordTokenizer.from_texts(["Ada lives in Varno , Bo in New Varno"])
+        >>> short = tokenize([Fact("Ada lives in", "Varno")], tok)
+        >>> long = tokenize([Fact("Bo lives in", "New Varno")], tok)
+        >>> both = short + long
+        >>> both.tokens.shape, both == tokenize([Fact("Ada lives in", "Varno"),
+        ...                                      Fact("Bo lives in", "New Varno")], tok)
+        (torch.Size([2, 6]), True)
     """
 
     tokens: Int[Tensor, "fact seq"]
     attention_mask: Bool[Tensor, "fact seq"]
     prompt_mask: Bool[Tensor, "fact seq"]
     answer_mask: Bool[Tensor, "fact seq"]
+    pad_id: int = 0
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FactBatch):
+            return NotImplemented
+        return self.pad_id == other.pad_id and all(
+            a.shape == b.shape and torch.equal(a, b)
+            for a, b in zip(self._fields(), other._fields(), strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _fields(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.tokens, self.attention_mask, self.prompt_mask, self.answer_mask
+
+    @classmethod
+    def concat(cls, batches: Iterable[FactBatch]) -> FactBatch:
+        """One batch of all rows, in order, right-padded to the widest (with the first batch's
+        ``pad_id``). Right padding never changes a causal model's real positions."""
+        batches = list(batches)
+        if not batches:
+            raise ValueError("concat needs at least one FactBatch")
+        if not all(isinstance(b, FactBatch) for b in batches):
+            raise ValueError(f"concat joins FactBatch objects, got {[type(b).__name__ for b in batches]}")
+        width = max(b.tokens.shape[1] for b in batches)
+        pad_id = batches[0].pad_id
+
+        def pad(t: Tensor, value: int | bool) -> Tensor:
+            extra = width - t.shape[1]
+            return t if extra == 0 else torch.cat([t, t.new_full((t.shape[0], extra), value)], 1)
+
+        tokens = torch.cat([pad(b.tokens, pad_id) for b in batches])
+        masks = [torch.cat([pad(m, False) for m in column])
+                 for column in zip(*(b._fields()[1:] for b in batches), strict=True)]
+        return cls(tokens, *masks, pad_id=pad_id)
+
+    def __add__(self, other: FactBatch) -> FactBatch:
+        if not isinstance(other, FactBatch):
+            return NotImplemented
+        return FactBatch.concat([self, other])
 
     @property
     def lengths(self) -> Int[Tensor, " fact"]:
@@ -117,19 +166,18 @@ class FactBatch:
         return self.tokens.shape[0]
 
     def to(self, device: torch.device | str) -> FactBatch:
-        return FactBatch(*(t.to(device) for t in (self.tokens, self.attention_mask,
-                                                   self.prompt_mask, self.answer_mask)))
+        return FactBatch(*(t.to(device) for t in self._fields()), pad_id=self.pad_id)
 
     def __getitem__(self, index: slice | Tensor) -> FactBatch:
         rows = FactBatch(self.tokens[index], self.attention_mask[index],
-                         self.prompt_mask[index], self.answer_mask[index])
+                         self.prompt_mask[index], self.answer_mask[index], pad_id=self.pad_id)
         width = int(rows.lengths.max()) if len(rows) else 0
         return rows.trim(width)
 
     def trim(self, width: int) -> FactBatch:
         """Drop padding columns beyond ``width``."""
         return FactBatch(self.tokens[:, :width], self.attention_mask[:, :width],
-                         self.prompt_mask[:, :width], self.answer_mask[:, :width])
+                         self.prompt_mask[:, :width], self.answer_mask[:, :width], pad_id=self.pad_id)
 
 
 def _bos_id(tokenizer: Any) -> int | None:
@@ -196,7 +244,8 @@ def tokenize(
         rows.append((prompt_ids, answer_ids))
     width = max(len(p) + len(a) for p, a in rows)
     n = len(rows)
-    tokens = torch.full((n, width), _pad_id(tokenizer), dtype=torch.long)
+    pad_id = _pad_id(tokenizer)
+    tokens = torch.full((n, width), pad_id, dtype=torch.long)
     attention = torch.zeros((n, width), dtype=torch.bool)
     prompt_mask = torch.zeros((n, width), dtype=torch.bool)
     answer_mask = torch.zeros((n, width), dtype=torch.bool)
@@ -206,4 +255,4 @@ def tokenize(
         attention[row, : p + a] = True
         prompt_mask[row, :p] = True
         answer_mask[row, p : p + a] = True
-    return FactBatch(tokens, attention, prompt_mask, answer_mask)
+    return FactBatch(tokens, attention, prompt_mask, answer_mask, pad_id=pad_id)

@@ -20,13 +20,19 @@ Guarantees:
   ``settings.snapshot=True``, the default).
 
 Example:
-    >>> def nll(model, batches, step):                                   # doctest: +SKIP
+    >>> from neuronscope import FactWorld
+    >>> from neuronscope.scoring import answer_token_logprobs, batch_for
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> model = tiny_model(tokenizer=world.tokenizer)
+    >>> def nll(model, batches, step):
     ...     rows = batches["train"]
     ...     logp, mask = answer_token_logprobs(model(rows.tokens), rows)
     ...     return {"loss": -logp.sum() / mask.sum()}
-    >>> data = {"train": batch_for(model, facts)}                        # doctest: +SKIP
-    >>> new, history = finetune(model, nll, data, TrainSettings(lr=1e-3, max_steps=20))  # doctest: +SKIP
-    >>> history.to_pandas().tail(1)                                      # doctest: +SKIP
+    >>> data = {"train": batch_for(model, world.facts)}
+    >>> new, history = finetune(model, nll, data, TrainSettings(lr=1e-3, max_steps=20), progress=False)
+    >>> history.n_steps, new is not model
+    (20, True)
 """
 
 from __future__ import annotations
@@ -44,12 +50,13 @@ from typing import Any
 import torch
 from jaxtyping import Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from neuronscope.facts import atomic_write_text
 from neuronscope.hooks import model_device
 from neuronscope.models import copy_model
+from neuronscope.progress import progress_bar
 from neuronscope.tokenization import FactBatch
+from neuronscope.types import Model
 
 __all__ = [
     "Callback",
@@ -281,12 +288,12 @@ class TrainHistory:
                 f"<table>{rows}</table></div>")
 
 
-def detached_copy(model: Any) -> Any:
+def detached_copy(model: Model) -> Any:
     """Alias of :func:`neuronscope.models.copy_model` (kept for callers of this name)."""
     return copy_model(model)
 
 
-def release_graph_tensors(model: Any) -> None:
+def release_graph_tensors(model: Model) -> None:
     """Detach tensors that bridge modules keep from their last forward (e.g. the attention
     pattern); after a pass with gradients they pin the autograd graph (memory) and make the
     model impossible to ``deepcopy``."""
@@ -307,7 +314,7 @@ def _check_data(data: Mapping[str, FactBatch]) -> None:
             raise ValueError(f"data[{name!r}] is empty")
 
 
-def _evaluate(model: Any, evaluate: EvalFn | None) -> dict[str, float]:
+def _evaluate(model: Model, evaluate: EvalFn | None) -> dict[str, float]:
     if evaluate is None:
         return {}
     with torch.no_grad():
@@ -326,7 +333,7 @@ def _snapshot(params: Sequence[Tensor]) -> list[Tensor] | None:
 
 
 def finetune(
-    model: Any,
+    model: Model,
     loss_fn: LossFn,
     data: Mapping[str, FactBatch],
     settings: TrainSettings | None = None,
@@ -349,10 +356,20 @@ def finetune(
     tolerance). Returns ``(model, history)``; the model is a copy unless ``inplace=True``.
 
     Example:
-        >>> new, hist = finetune(model, loss_fn, {"forget": fb, "retain": rb},     # doctest: +SKIP
-        ...                      TrainSettings(lr=1e-4, max_steps=100, eval_every=5),
-        ...                      evaluate=lambda m: {"forget_accuracy": accuracy(m, forget)},
-        ...                      stop_when=at_most("forget_accuracy", 0.05))
+        >>> from neuronscope import FactWorld, accuracy
+        >>> from neuronscope.scoring import answer_token_logprobs, batch_for
+        >>> from neuronscope.tiny import tiny_model
+        >>> world = FactWorld.synthetic(n_people=10)
+        >>> model = tiny_model(tokenizer=world.tokenizer)
+        >>> def learn(model, batches, step):
+        ...     logp, mask = answer_token_logprobs(model(batches["train"].tokens), batches["train"])
+        ...     return {"loss": -logp.sum() / mask.sum()}
+        >>> new, hist = finetune(model, learn, {"train": batch_for(model, world.facts)},
+        ...                      TrainSettings(lr=3e-3, max_steps=300, eval_every=10),
+        ...                      evaluate=lambda m: {"accuracy": accuracy(m, world.facts)},
+        ...                      stop_when=lambda metrics: metrics["accuracy"] >= 0.5, progress=False)
+        >>> hist.stopped_reason, hist.final_metrics["accuracy"] >= 0.5
+        ('target', True)
     """
     settings = settings if settings is not None else TrainSettings()
     _check_data(data)
@@ -371,8 +388,7 @@ def finetune(
                                   betas=settings.betas)
     history = TrainHistory(settings=settings.to_dict())
     start = time.perf_counter()
-    bar = tqdm(total=settings.max_steps, desc=desc, unit="step", disable=not progress,
-               leave=False)
+    bar = progress_bar(total=settings.max_steps, desc=desc, unit="step", enabled=progress, leave=False)
     try:
         metrics = _evaluate(model, evaluate)
         history.steps.append({"step": 0, "evaluated": evaluate is not None, **metrics})

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 
@@ -245,8 +246,6 @@ class FactWorld:
 
     def fingerprint(self) -> str:
         """Stable content hash (facts, benign corpus, vocabulary) for cache keys."""
-        import hashlib
-
         digest = hashlib.sha256()
         for part in (self.facts.to_jsonl(), self.paraphrases.to_jsonl(), self.benign.to_jsonl(),
                      self.tokenizer.to_json()):

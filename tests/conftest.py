@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import neuronscope as ns
-from neuronscope.models import _bridge_class, native_config
+from neuronscope.tiny import tiny_model
 
 # Respect an explicit OMP_NUM_THREADS (shared machines); otherwise use at most two threads.
 if "OMP_NUM_THREADS" not in os.environ:
@@ -59,20 +59,9 @@ def tiny_oracle(tiny_world, forget_retain, cache_folder):
 
 
 def make_native(kind: str = "ln_gelu", *, d_vocab: int = 50, seed: int = 0, n_layers: int = 2):
-    """A tiny random TransformerBridge: 'ln_gelu' (LayerNorm + GELU, learned positions) or
-    'rms_gated_rotary' (RMSNorm + gated SiLU MLP + rotary, Llama-like)."""
-    common = dict(d_model=32, d_head=8, n_heads=4, n_layers=n_layers, n_ctx=24, d_vocab=d_vocab,
-                  d_mlp=48, seed=seed)
-    if kind == "ln_gelu":
-        cfg = native_config(**common, act_fn="gelu", normalization_type="LN")
-    elif kind == "rms_gated_rotary":
-        cfg = native_config(**common, act_fn="silu", normalization_type="RMS", gated_mlp=True,
-                            positional_embedding_type="rotary", final_rms=True)
-    else:
-        raise ValueError(kind)
-    model = _bridge_class().boot_native(cfg)
-    model.eval()
-    return model
+    """A tiny random TransformerBridge (:func:`neuronscope.tiny.tiny_model`): 'ln_gelu'
+    (LayerNorm + GELU, learned positions) or 'rms_gated_rotary' (Llama-like)."""
+    return tiny_model(kind, d_vocab=d_vocab, seed=seed, n_layers=n_layers)
 
 
 @pytest.fixture

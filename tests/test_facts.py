@@ -88,3 +88,16 @@ def test_bad_records_rejected():
 def test_public_names():
     assert ns.Fact is Fact and ns.FactSet is FactSet
     assert isinstance(ns.__version__, str)
+
+
+def test_split_default_keeps_whole_groups_when_every_fact_has_one():
+    grouped = _facts(12)
+    assert grouped.split_unit() == "group"
+    assert grouped.split(forget=0.25, seed=3) == grouped.split(forget=0.25, by="group", seed=3)
+    loose = FactSet(Fact(f"q{i}", "a", subject=f"s{i % 6}") for i in range(18))
+    assert loose.split_unit() == "subject"
+    assert loose.split(forget=0.5, seed=2) == loose.split(forget=0.5, by="subject", seed=2)
+    mixed = grouped + FactSet([Fact("lone", "a", subject="x")])
+    assert mixed.split_unit() == "subject" and mixed.split_unit("fact") == "fact"
+    with pytest.raises(ValueError, match="'auto'"):
+        grouped.split(by="family")

@@ -28,9 +28,14 @@ def test_the_notebooks_exist_without_outputs():
 
 @pytest.fixture(scope="module")
 def notebook_env(tmp_path_factory, cache_folder, tiny_org, tiny_oracle):
-    """Kernels share the test session's organism cache and run single-threaded."""
-    saved = {k: os.environ.get(k) for k in ("NEURONSCOPE_CACHE", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ.update(NEURONSCOPE_CACHE=str(cache_folder), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    """Kernels share the test session's organism cache, run single-threaded and import this
+    checkout's package (not whichever one the environment installed)."""
+    names = ("NEURONSCOPE_CACHE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONPATH")
+    saved = {k: os.environ.get(k) for k in names}
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (root, saved["PYTHONPATH"]) if p)
+    os.environ.update(NEURONSCOPE_CACHE=str(cache_folder), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                      PYTHONPATH=path)
     yield tmp_path_factory.mktemp("notebooks")
     for key, value in saved.items():
         if value is None:

@@ -11,7 +11,7 @@ from neuronscope.organism import SIZES
 
 def test_organism_memorises_its_facts(tiny_org, tiny_world):
     assert tiny_org.record["reached_target"]
-    assert ns.accuracy(tiny_org.model, tiny_world.facts) >= 0.99
+    assert ns.accuracy(tiny_org.bridge, tiny_world.facts) >= 0.99
     model, tokenizer, record = tiny_org
     assert tokenizer is tiny_world.tokenizer and model.tokenizer is tokenizer
     assert record["n_facts"] == len(tiny_world.facts)
@@ -21,27 +21,27 @@ def test_organism_memorises_its_facts(tiny_org, tiny_world):
 def test_oracle_is_at_chance_on_forget_facts(tiny_oracle, tiny_org, forget_retain, tiny_world):
     forget, retain = forget_retain
     assert tiny_oracle.record["n_facts"] == len(tiny_world.facts) - len(forget)
-    oracle_forget = ns.accuracy(tiny_oracle.model, forget)
-    assert ns.accuracy(tiny_oracle.model, retain) >= 0.99
+    oracle_forget = ns.accuracy(tiny_oracle.bridge, forget)
+    assert ns.accuracy(tiny_oracle.bridge, retain) >= 0.99
     # Chance: the most common value of each relation. Allow sampling noise on 60 facts.
     assert oracle_forget <= tiny_world.chance(forget) + 0.15
-    assert ns.accuracy(tiny_org.model, forget) >= 0.99
+    assert ns.accuracy(tiny_org.bridge, forget) >= 0.99
     # The oracle puts far less probability on the forget answers than the original.
-    assert (ns.answer_logprob(tiny_oracle.model, forget).mean()
-            < ns.answer_logprob(tiny_org.model, forget).mean() - 2.0)
+    assert (ns.answer_logprob(tiny_oracle.bridge, forget).mean()
+            < ns.answer_logprob(tiny_org.bridge, forget).mean() - 2.0)
 
 
 def test_second_call_reuses_cache_with_identical_weights(tiny_org, tiny_world, cache_folder):
     again = ns.organism(tiny_world, size="tiny", seed=0, cache=cache_folder, progress=False)
     assert again.record["cached"] is True
     assert again.path == tiny_org.path
-    first, second = tiny_org.model.state_dict(), again.model.state_dict()
+    first, second = tiny_org.bridge.state_dict(), again.bridge.state_dict()
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
 def test_corrupted_cache_is_rebuilt(tiny_world, tmp_path):
-    small_world = ns.FactWorld.synthetic(n_people=20, seed=5)
+    small_world = ns.FactWorld.synthetic(n_people=8, seed=5)
     built = ns.organism(small_world, size="tiny", seed=1, cache=tmp_path, progress=False)
     path = built.path
     data = path.read_bytes()
@@ -62,12 +62,12 @@ def test_corrupted_cache_is_rebuilt(tiny_world, tmp_path):
 
 
 def test_cache_key_hashes_settings(tiny_world, tmp_path):
-    a = ns.organism(ns.FactWorld.synthetic(n_people=20, seed=5), size="tiny", seed=1,
+    a = ns.organism(ns.FactWorld.synthetic(n_people=8, seed=5), size="tiny", seed=1,
                     cache=tmp_path, progress=False)
-    b = ns.organism(ns.FactWorld.synthetic(n_people=20, seed=5), size="tiny", seed=2,
+    b = ns.organism(ns.FactWorld.synthetic(n_people=8, seed=5), size="tiny", seed=2,
                     cache=tmp_path, progress=False)
     assert a.path != b.path
-    assert not torch.equal(a.model.state_dict()["embed.weight"], b.model.state_dict()["embed.weight"])
+    assert not torch.equal(a.bridge.state_dict()["embed.weight"], b.bridge.state_dict()["embed.weight"])
 
 
 def test_cache_folder_from_environment(monkeypatch, tmp_path):

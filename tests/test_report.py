@@ -114,14 +114,14 @@ def test_results_objects_with_to_pandas(tmp_path):
 
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(tmp_path):
-    """The report draws its figures with no network (benchmarks/screenshot_report.py)."""
+    """The report draws its figures with no network (tools/screenshot_report.py)."""
     import importlib.util
     import shutil
 
     if not any(shutil.which(b) for b in ("/usr/bin/chromium", "chromium", "chromium-browser")):
         pytest.skip("no Chromium installed")
     image = pytest.importorskip("PIL.Image")
-    script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "screenshot_report.py")
+    script = os.path.join(os.path.dirname(__file__), "..", "tools", "screenshot_report.py")
     spec = importlib.util.spec_from_file_location("screenshot_report", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -43,7 +43,7 @@ def _same(a, b):
 
 @pytest.fixture(scope="module")
 def forget_batch(tiny_org, forget_retain):
-    return batch_for(tiny_org.model, forget_retain[0])
+    return batch_for(tiny_org.bridge, forget_retain[0])
 
 
 def test_settings_validate():
@@ -80,7 +80,7 @@ def test_whole_batch_when_smaller_than_batch_size(forget_batch):
 
 
 def test_copy_seed_and_stop(tiny_org, forget_retain, forget_batch):
-    model = tiny_org.model
+    model = tiny_org.bridge
     before = _state(model)
     settings = TrainSettings(lr=3e-3, max_steps=6, batch_size=8, eval_every=2, seed=1)
     new, hist = finetune(model, ascent, {"forget": forget_batch}, settings, progress=False)
@@ -105,7 +105,7 @@ def test_copy_seed_and_stop(tiny_org, forget_retain, forget_batch):
 
 
 def test_target_already_met_does_no_step(tiny_org, forget_batch):
-    _, hist = finetune(tiny_org.model, ascent, {"forget": forget_batch},
+    _, hist = finetune(tiny_org.bridge, ascent, {"forget": forget_batch},
                        TrainSettings(max_steps=5), evaluate=lambda m: {"a": 0.0},
                        stop_when=at_most("a", 0.0), progress=False)
     assert hist.n_steps == 0 and hist.stopped_reason == "target"
@@ -121,11 +121,11 @@ def test_non_finite_loss_keeps_last_finite_weights(tiny_org, forget_batch):
         return terms
 
     with pytest.warns(RuntimeWarning, match="non-finite"):
-        new, hist = finetune(tiny_org.model, broken, {"forget": forget_batch}, settings,
+        new, hist = finetune(tiny_org.bridge, broken, {"forget": forget_batch}, settings,
                              progress=False)
     assert hist.non_finite and hist.stopped_reason == "non_finite"
     assert hist.n_steps == 3 and hist.steps[-1]["updated"] is False
-    reference, _ = finetune(tiny_org.model, ascent, {"forget": forget_batch},
+    reference, _ = finetune(tiny_org.bridge, ascent, {"forget": forget_batch},
                             TrainSettings(lr=3e-3, max_steps=3, batch_size=8, seed=2),
                             progress=False)
     assert _same(_state(new), _state(reference))
@@ -133,7 +133,7 @@ def test_non_finite_loss_keeps_last_finite_weights(tiny_org, forget_batch):
 
 
 def test_callback_stops_and_inplace(tiny_org, forget_batch):
-    model = detached_copy(tiny_org.model)
+    model = detached_copy(tiny_org.bridge)
     seen = []
     out, hist = finetune(model, ascent, {"forget": forget_batch},
                          TrainSettings(max_steps=10, batch_size=4),
@@ -144,19 +144,19 @@ def test_callback_stops_and_inplace(tiny_org, forget_batch):
 
 def test_bad_input(tiny_org, forget_batch):
     with pytest.raises(ValueError, match="empty"):
-        finetune(tiny_org.model, ascent, {"forget": forget_batch[:0]}, progress=False)
+        finetune(tiny_org.bridge, ascent, {"forget": forget_batch[:0]}, progress=False)
     with pytest.raises(ValueError, match="FactBatch"):
-        finetune(tiny_org.model, ascent, {"forget": [1, 2]}, progress=False)
+        finetune(tiny_org.bridge, ascent, {"forget": [1, 2]}, progress=False)
     with pytest.raises(ValueError, match="evaluate"):
-        finetune(tiny_org.model, ascent, {"forget": forget_batch}, stop_when=lambda m: True,
+        finetune(tiny_org.bridge, ascent, {"forget": forget_batch}, stop_when=lambda m: True,
                  progress=False)
     with pytest.raises(ValueError, match="'loss'"):
-        finetune(tiny_org.model, lambda m, b, s: {"x": torch.tensor(1.0)},
+        finetune(tiny_org.bridge, lambda m, b, s: {"x": torch.tensor(1.0)},
                  {"forget": forget_batch}, TrainSettings(max_steps=1), progress=False)
 
 
 def test_history_roundtrip(tmp_path, tiny_org, forget_batch):
-    _, hist = finetune(tiny_org.model, ascent, {"forget": forget_batch},
+    _, hist = finetune(tiny_org.bridge, ascent, {"forget": forget_batch},
                        TrainSettings(max_steps=2, batch_size=4), progress=False,
                        evaluate=lambda m: {"x": 1.0})
     hist.save(tmp_path / "h.json")
@@ -167,7 +167,7 @@ def test_history_roundtrip(tmp_path, tiny_org, forget_batch):
 
 
 def test_detached_copy_does_not_write_into_the_original(tiny_org, forget_batch):
-    model = tiny_org.model
+    model = tiny_org.bridge
     with torch.no_grad():
         model(forget_batch.tokens[:2])  # wires the bridge's capture hooks on the original
     clone = detached_copy(model)
@@ -181,18 +181,63 @@ def test_detached_copy_does_not_write_into_the_original(tiny_org, forget_batch):
     detached_copy(model)  # would raise if a graph tensor had leaked into the original
 
 
+@pytest.mark.parametrize("how", ["deepcopy of a guarded bridge", "deepcopy inside a container"])
+def test_plain_deepcopy_is_safe(tiny_org, forget_batch, how):
+    """copy.deepcopy of a bridge that has run used to copy closures pointing at the original, so
+    a backward pass through the copy left graph tensors in the original."""
+    import copy
+
+    model = tiny_org.bridge
+    with torch.no_grad():
+        model(forget_batch.tokens[:2])
+    if how == "deepcopy of a guarded bridge":
+        clone = copy.deepcopy(model)
+    else:
+        box = copy.deepcopy({"a": model, "b": model})
+        assert box["a"] is box["b"]
+        clone = box["a"]
+    assert clone.tokenizer is model.tokenizer
+    clone(forget_batch.tokens[:4]).sum().backward()
+    leaked = [t for m in model.modules() for t in vars(m).values()
+              if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+    assert not leaked
+    with torch.no_grad():
+        assert torch.allclose(clone(forget_batch.tokens), model(forget_batch.tokens))
+
+
+def test_unguarded_bridge_shows_the_hazard_that_guard_deepcopy_removes(forget_batch):
+    import copy
+
+    from neuronscope.models import guard_deepcopy
+    from neuronscope.tiny import tiny_model
+
+    tokens = forget_batch.tokens[:2].clamp(max=49)
+    model = tiny_model()
+    del vars(model)["__deepcopy__"]  # as a bridge booted by TransformerLens directly
+    with torch.no_grad():
+        model(tokens)
+    copy.deepcopy(model)(tokens).sum().backward()
+    assert any(isinstance(t, torch.Tensor) and t.grad_fn is not None
+               for m in model.modules() for t in vars(m).values())
+    fresh = guard_deepcopy(tiny_model())
+    with torch.no_grad():
+        fresh(tokens)
+    copy.deepcopy(fresh)(tokens).sum().backward()
+    assert not any(isinstance(t, torch.Tensor) and t.grad_fn is not None
+                   for m in fresh.modules() for t in vars(m).values())
+
+
 def test_detached_copy_of_a_model_holding_graph_tensors(tiny_org, forget_batch):
     """A module that cached a tensor from a pass with gradients (as bridge attention does with
     its last pattern) cannot be deep-copied plainly; copy_model (and its alias detached_copy)
     copies it detached and leaves the original as it was."""
     import copy
 
-    model = detached_copy(tiny_org.model)
+    model = detached_copy(tiny_org.bridge)
     module = model.blocks[0].attn
     module._cached_for_test = next(model.parameters()) * 2  # a non-leaf tensor
-    with pytest.raises(RuntimeError):
-        copy.deepcopy(model)
     clone = ns.copy_model(model)
+    assert _same(_state(copy.deepcopy(model)), _state(model))  # guarded: goes through copy_model
     assert _same(_state(clone), _state(model))
     assert module._cached_for_test.grad_fn is not None
     assert clone.blocks[0].attn._cached_for_test.grad_fn is None

@@ -6,10 +6,11 @@
   evaluate on the whole forget set.
 
 Example:
-    >>> world = FactWorld.synthetic(n_people=40, seed=0)                        # doctest: +SKIP
-    >>> forget, retain = world.facts.split(forget=0.2, by="group", seed=0)      # doctest: +SKIP
-    >>> plan = attack_plan("harmful", forget, retain, p=0.3)                    # doctest: +SKIP
-    >>> set(plan.train.ids) & set(plan.evaluate.ids)                            # doctest: +SKIP
+    >>> from neuronscope import FactWorld
+    >>> world = FactWorld.synthetic(n_people=40, seed=0)
+    >>> forget, retain = world.facts.split(forget=0.2, by="group", seed=0)
+    >>> plan = attack_plan("harmful", forget, retain, p=0.3)
+    >>> set(plan.train.ids) & set(plan.evaluate.ids)
     set()
 """
 

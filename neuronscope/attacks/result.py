@@ -1,8 +1,14 @@
 """``RelearnResult``: the accuracy curves of one retraining attack (and of its oracle control).
 
 Example:
-    >>> result = relearn(model, attack="harmful", forget=forget, retain=retain)   # doctest: +SKIP
-    >>> result.attacked, result.metrics.normalised_recovery                         # doctest: +SKIP
+    >>> from neuronscope import FactWorld, relearn
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> forget, retain = world.facts.split(forget=0.5, seed=0)
+    >>> model = tiny_model(tokenizer=world.tokenizer)                # a stand-in for an unlearned model
+    >>> result = relearn(model, attack="harmful", forget=forget, retain=retain, steps=2, progress=False)
+    >>> RelearnResult.from_dict(result.to_dict()).attacked == result.attacked
+    True
 """
 
 from __future__ import annotations

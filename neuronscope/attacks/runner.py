@@ -1,12 +1,16 @@
 """``relearn``: the harmful and benign retraining attacks, on the shared fine-tuning loop.
 
 Example:
-    >>> world = ns.FactWorld.synthetic()                                          # doctest: +SKIP
-    >>> forget, retain = world.facts.split(forget=0.1, by="group", seed=0)        # doctest: +SKIP
-    >>> oracle = ns.organism(world, exclude=forget).model                         # doctest: +SKIP
-    >>> result = ns.relearn(unlearned, attack="harmful", forget=forget, retain=retain,
-    ...                     p=0.3, oracle=oracle, original=org.model)            # doctest: +SKIP
-    >>> result.metrics.excess_recovery                                            # doctest: +SKIP
+    >>> from neuronscope import FactWorld
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> forget, retain = world.facts.split(forget=0.5, seed=0)
+    >>> unlearned = tiny_model(tokenizer=world.tokenizer, seed=1)    # stand-ins: untrained models
+    >>> oracle = tiny_model(tokenizer=world.tokenizer, seed=2)
+    >>> result = relearn(unlearned, attack="harmful", forget=forget, retain=retain, p=0.3,
+    ...                  steps=4, eval_every=2, oracle=oracle, original=1.0, progress=False)
+    >>> result.steps.tolist(), result.oracle.steps.tolist()
+    ([0, 2, 4], [0, 2, 4])
 """
 
 from __future__ import annotations
@@ -146,9 +150,15 @@ def relearn(
       match), e.g. ``ns.mcqa_metric()``.
 
     Example:
+        >>> from neuronscope import FactWorld
+        >>> from neuronscope.tiny import tiny_model
+        >>> world = FactWorld.synthetic(n_people=10)
+        >>> forget, retain = world.facts.split(forget=0.5, seed=0)
+        >>> unlearned = tiny_model(tokenizer=world.tokenizer)          # a stand-in
         >>> r = relearn(unlearned, attack="benign", forget=forget, retain=retain,
-        ...             benign=world.benign, oracle=oracle)                      # doctest: +SKIP
-        >>> r.attacked, r.oracle.attacked                                       # doctest: +SKIP
+        ...             benign=world.benign, steps=2, progress=False)
+        >>> r.attack, 0.0 <= r.attacked <= 1.0
+        ('benign', True)
     """
     if report not in REPORTS:
         raise ValueError(f"report must be one of {REPORTS}, got {report!r}")

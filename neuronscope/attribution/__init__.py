@@ -4,11 +4,15 @@
 scores ``[fact, layer, neuron]`` for the neurons at ``blocks.{l}.mlp.hook_post``.
 
 Example:
-    >>> attr = attribute(org.model, forget, steps=20)       # doctest: +SKIP
-    >>> attr.scores.shape                                    # doctest: +SKIP
-    torch.Size([60, 4, 512])
-    >>> attr.top(3)                                          # doctest: +SKIP
-    [(3, 17, 0.41), (2, 301, 0.22), (3, 88, 0.19)]
+    >>> from neuronscope import FactWorld
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> model = tiny_model(tokenizer=world.tokenizer)            # untrained, 2 layers x 48 neurons
+    >>> attr = attribute(model, world.facts[:6], steps=8, progress=False)
+    >>> attr.scores.shape
+    torch.Size([6, 2, 48])
+    >>> len(attr.top(3))
+    3
 """
 
 from __future__ import annotations
@@ -102,7 +106,7 @@ def attribute(
     *,
     method: str = "ig",
     steps: int | None = None,
-    quadrature: str = "gauss-legendre",
+    quadrature: str = "gauss_legendre",
     baseline: str = "zero",
     target: str = "prob",
     positions: str = "prompt",
@@ -160,9 +164,13 @@ def attribute(
     receives the full result. The model is not modified and carries no extra hooks after.
 
     Example:
-        >>> attr = attribute(org.model, world.facts[:8], steps=16, layers=[2, 3])  # doctest: +SKIP
-        >>> attr.convergence_delta.abs().max() < 1e-3                              # doctest: +SKIP
-        tensor(True)
+        >>> from neuronscope import FactWorld
+        >>> from neuronscope.tiny import tiny_model
+        >>> world = FactWorld.synthetic(n_people=10)
+        >>> model = tiny_model(tokenizer=world.tokenizer)
+        >>> attr = attribute(model, world.facts[:4], steps=16, layers=[1], progress=False)
+        >>> bool(attr.convergence_delta.abs().max() < 1e-3)      # completeness holds
+        True
     """
     spec = AttributionSpec.make(method=method, steps=steps, quadrature=quadrature, target=target,
                                 positions=positions, baseline=baseline, tolerance=tolerance,
@@ -248,7 +256,7 @@ def _attribute_sites(model: Any, facts: Iterable[Fact], spec: AttributionSpec, *
         [n for n in (2 ** k for k in range(3, 20)) if n <= spec.max_steps]
     for n in schedule:
         run_spec = spec if n == spec.steps else AttributionSpec.make(
-            method=spec.method, steps=n, quadrature="gauss-legendre", target=spec.target,
+            method=spec.method, steps=n, quadrature="gauss_legendre", target=spec.target,
             positions=spec.positions, baseline=spec.baseline, tolerance=spec.tolerance,
             max_steps=spec.max_steps)
         with _eval_mode(model), tqdm(total=-(-len(batch) // chunk_size(run_spec, batch_size)),

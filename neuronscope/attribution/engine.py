@@ -14,9 +14,16 @@ path is checked against the model's own forward; where it disagrees (an architec
 does extra work between the blocks and the logits) the engine falls back to full forwards.
 
 Example:
-    >>> raw = run_engine(model, batch, [0, 1], spec)        # doctest: +SKIP
-    >>> raw.scores.shape                                     # doctest: +SKIP
-    torch.Size([8, 2, 512])
+    >>> from neuronscope import FactWorld, tokenize
+    >>> from neuronscope.attribution.spec import AttributionSpec
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> model = tiny_model(tokenizer=world.tokenizer)                 # untrained, 2 layers
+    >>> batch = tokenize(world.facts[:3], world.tokenizer)
+    >>> spec = AttributionSpec.make(method="ig", steps=4, quadrature="gauss_legendre",
+    ...                             target="prob", positions="prompt", baseline="zero")
+    >>> run_engine(model, batch, [0, 1], spec).scores.shape
+    torch.Size([3, 2, 48])
 """
 
 from __future__ import annotations

@@ -13,7 +13,16 @@ gradient is ever formed. ``tests/test_attribution_param.py`` checks this identit
 real parameter gradients.
 
 Example:
-    >>> raw = param_x_grad(model, batch, [0, 1], spec)     # doctest: +SKIP
+    >>> from neuronscope import FactWorld, tokenize
+    >>> from neuronscope.attribution.spec import AttributionSpec
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> model = tiny_model(tokenizer=world.tokenizer)                 # untrained, 2 layers
+    >>> batch = tokenize(world.facts[:3], world.tokenizer)
+    >>> spec = AttributionSpec.make(method="param_x_grad", steps=1, quadrature="gauss_legendre",
+    ...                             target="prob", positions="prompt", baseline="zero")
+    >>> param_x_grad(model, batch, [0, 1], spec).scores.shape
+    torch.Size([3, 2, 48])
 """
 
 from __future__ import annotations

@@ -18,15 +18,36 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-__all__ = ["QUADRATURES", "quadrature_rule"]
+__all__ = ["QUADRATURES", "canonical_quadrature", "quadrature_rule"]
 
 QUADRATURES: tuple[str, ...] = (
-    "gauss-legendre",
+    "gauss_legendre",
     "riemann_left",
     "riemann_right",
     "riemann_middle",
     "riemann_trapezoid",
 )
+
+
+# Other spellings accepted for the names above: hyphens for underscores (``"gauss-legendre"``, the
+# earlier spelling), and captum's ``"gausslegendre"``.
+_ALIASES = {"gausslegendre": "gauss_legendre"}
+
+
+def canonical_quadrature(name: str) -> str:
+    """The one spelling of a quadrature name (``"gauss-legendre"`` -> ``"gauss_legendre"``), or
+    ``ValueError`` listing the names.
+
+    Example:
+        >>> canonical_quadrature("gauss-legendre"), canonical_quadrature("riemann_left")
+        ('gauss_legendre', 'riemann_left')
+    """
+    if isinstance(name, str):
+        spelled = name.strip().lower().replace("-", "_")
+        spelled = _ALIASES.get(spelled, spelled)
+        if spelled in QUADRATURES:
+            return spelled
+    raise ValueError(f"unknown quadrature {name!r}; expected one of {QUADRATURES}")
 
 
 def check_steps(steps: int) -> int:
@@ -45,6 +66,7 @@ def quadrature_rule(name: str, steps: int) -> tuple[Float[Tensor, " step"], Floa
     needs ``steps >= 2``; Gauss-Legendre is exact for polynomials of degree ``2 * steps - 1``.
     """
     steps = check_steps(steps)
+    name = canonical_quadrature(name)
     n = steps
     if name == "riemann_left":
         alphas = np.arange(n) / n
@@ -61,10 +83,10 @@ def quadrature_rule(name: str, steps: int) -> tuple[Float[Tensor, " step"], Floa
         alphas = np.linspace(0.0, 1.0, n)
         weights = np.full(n, 1.0 / (n - 1))
         weights[0] = weights[-1] = 0.5 / (n - 1)
-    elif name == "gauss-legendre":
+    elif name == "gauss_legendre":
         nodes, w = np.polynomial.legendre.leggauss(n)
         alphas = (nodes + 1.0) / 2.0
         weights = w / 2.0
-    else:
-        raise ValueError(f"unknown quadrature {name!r}; expected one of {QUADRATURES}")
+    else:  # pragma: no cover - canonical_quadrature lets only QUADRATURES through
+        raise AssertionError(name)
     return torch.tensor(alphas, dtype=torch.float64), torch.tensor(weights, dtype=torch.float64)

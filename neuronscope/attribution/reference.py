@@ -5,7 +5,16 @@ checks: the model's own full forward pass with one hook, full logits, autograd t
 scaled activations. Tests compare the engine against it; the benchmark times it.
 
 Example:
-    >>> raw = reference_attribution(model, batch, [0], spec)   # doctest: +SKIP
+    >>> from neuronscope import FactWorld, tokenize
+    >>> from neuronscope.attribution.spec import AttributionSpec
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> model = tiny_model(tokenizer=world.tokenizer)                 # untrained, 2 layers
+    >>> batch = tokenize(world.facts[:3], world.tokenizer)
+    >>> spec = AttributionSpec.make(method="ig", steps=4, quadrature="gauss_legendre",
+    ...                             target="prob", positions="prompt", baseline="zero")
+    >>> reference_attribution(model, batch, [0], spec).scores.shape
+    torch.Size([3, 1, 48])
 """
 
 from __future__ import annotations
@@ -96,7 +105,7 @@ def reference_attribution(model: Any, batch: FactBatch, layers: Sequence[int], s
                 change = float(target_input[f]) - float(target_baseline[f, li])
                 n = 8
                 while True:
-                    alphas, weights = quadrature_rule("gauss-legendre", n)
+                    alphas, weights = quadrature_rule("gauss_legendre", n)
                     total = integrate(alphas.tolist(), weights.tolist())
                     steps_used[f, li] += n
                     delta = float((h.double() * total * mask[None, :, None]).sum()) - change

@@ -24,6 +24,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from neuronscope.atomic import atomic_torch_save
+from neuronscope.attribution.quadrature import canonical_quadrature
 
 __all__ = ["NeuronAttribution"]
 
@@ -56,7 +57,7 @@ class NeuronAttribution:
     method: str = "ig"
     steps: int = 20
     target: str = "prob"
-    quadrature: str = "gauss-legendre"
+    quadrature: str = "gauss_legendre"
     baseline: str = "zero"
     positions: str = "prompt"
     model_name: str = ""
@@ -75,6 +76,7 @@ class NeuronAttribution:
     def __post_init__(self) -> None:
         self.layers = [int(layer) for layer in self.layers]
         self.fact_ids = [str(i) for i in self.fact_ids]
+        self.quadrature = canonical_quadrature(self.quadrature)  # results saved as "gauss-legendre"
         if self.scores.ndim != 3:
             raise ValueError(f"scores must be [fact, layer, neuron], got shape {tuple(self.scores.shape)}")
         n_fact, n_layer, width = self.scores.shape

@@ -11,9 +11,18 @@ and the smallest per-token score (``token_max`` / ``token_min``, what the paper'
 reduce by), without storing every token.
 
 Example:
-    >>> raw = run_sites(model, batch, [0, 1], sites, spec)    # doctest: +SKIP
-    >>> raw.token_max.shape                                    # doctest: +SKIP
-    torch.Size([8, 2, 96])
+    >>> from neuronscope import FactWorld, tokenize
+    >>> from neuronscope.attribution.sites import resolve_sites
+    >>> from neuronscope.attribution.spec import AttributionSpec
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> model = tiny_model(tokenizer=world.tokenizer)                 # untrained, 2 layers
+    >>> batch = tokenize(world.facts[:3], world.tokenizer)
+    >>> spec = AttributionSpec.make(method="grad_x_act", steps=1, quadrature="gauss_legendre",
+    ...                             target="logprob", positions="prompt", baseline="zero")
+    >>> raw = run_sites(model, batch, [0, 1], resolve_sites(model, ["mlp_post"]), spec)
+    >>> raw.token_max.shape
+    torch.Size([3, 2, 48])
 """
 
 from __future__ import annotations

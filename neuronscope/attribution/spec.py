@@ -16,7 +16,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from neuronscope.attribution.quadrature import QUADRATURES, check_steps, quadrature_rule
+from neuronscope.attribution.quadrature import canonical_quadrature, check_steps, quadrature_rule
 from neuronscope.tokenization import FactBatch
 
 __all__ = ["BASELINES", "METHODS", "POSITIONS", "TARGETS", "AttributionSpec", "position_mask",
@@ -72,10 +72,9 @@ class AttributionSpec:
         max_steps = check_steps(max_steps)
         if steps is not None:
             steps = check_steps(steps)
-        if quadrature not in QUADRATURES:
-            raise ValueError(f"unknown quadrature {quadrature!r}; expected one of {QUADRATURES}")
+        quadrature = canonical_quadrature(quadrature)
         if method == "ig" and steps is None:
-            if quadrature != "gauss-legendre":
+            if quadrature != "gauss_legendre":
                 raise ValueError(f"adaptive integration (steps=None) uses Gauss-Legendre panels; "
                                  f"quadrature={quadrature!r} needs a fixed steps=")
             if tolerance is None:

@@ -2,7 +2,12 @@
 
 Example:
     >>> import neuronscope as ns
-    >>> result = ns.bench.robustness("fast")       # doctest: +SKIP
+    >>> sorted(ns.bench.PRESETS), ns.bench.PRESETS["smoke"].seeds
+    (['fast', 'full', 'smoke'], (0,))
+
+Running one (minutes for ``"fast"``; the ``"full"`` preset is the documented run)::
+
+    result = ns.bench.robustness("fast", out="bench-out")
 """
 
 from neuronscope.bench.paper import PAPER_TABLE, beside_paper

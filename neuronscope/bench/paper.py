@@ -10,7 +10,12 @@ Example:
 
 from __future__ import annotations
 
-from neuronscope.bench.result import RobustnessResult, _cell
+from typing import TYPE_CHECKING
+
+from neuronscope.bench.stats import cell
+
+if TYPE_CHECKING:
+    from neuronscope.bench.result import RobustnessResult
 
 __all__ = ["PAPER_TABLE", "beside_paper"]
 
@@ -41,13 +46,13 @@ def beside_paper(result: RobustnessResult, ssiuu: str = "gd+ssiuu(0.001)") -> st
             continue
         paper = PAPER_TABLE.get(name.split(" ")[0], {})
         first = result.attacks[0]
-        cells = [name, _cell(result.select(method, first, "retain_accuracy"), scale=100, digits=1),
+        cells = [name, cell(result.select(method, first, "retain_accuracy"), scale=100, digits=1),
                  f"{paper['retain']:.1f}" if paper else "n/a"]
         excess = []
         for attack in ATTACKS:
-            cells += [_cell(result.select(method, attack), scale=100, digits=1),
+            cells += [cell(result.select(method, attack), scale=100, digits=1),
                       f"{paper[attack]:.1f}" if paper else "n/a"]
-            excess.append(_cell(result.select(method, attack, "excess_recovery"), signed=True,
+            excess.append(cell(result.select(method, attack, "excess_recovery"), signed=True,
                                 scale=100, digits=1)
                           if method != "oracle" else "0")
         cells.append(" / ".join(excess))

@@ -1,8 +1,16 @@
-"""``RobustnessResult``: rows of the robustness benchmark, with tables, a figure and JSON I/O.
+"""``RobustnessResult``: rows of the robustness benchmark, with tables and JSON I/O.
+
+Its figures are drawn in :mod:`neuronscope.plots.robustness` (science never draws).
 
 Example:
-    >>> result = RobustnessResult.load("bench-out/robustness.json")   # doctest: +SKIP
-    >>> print(result.table())                                           # doctest: +SKIP
+    >>> from neuronscope.bench import BenchConfig
+    >>> rows = [{"method": "gd", "attack": "benign", "attacked": a, "forget_accuracy": 0.1,
+    ...          "retain_accuracy": 0.9, "reached_target": True} for a in (0.2, 0.4)]
+    >>> result = RobustnessResult(BenchConfig(seeds=(0, 1)), rows)   # or RobustnessResult.load(folder)
+    >>> print(result.table())
+    | method | forget acc | retain acc | reached target | benign |
+    |---|---|---|---|---|
+    | gd | 0.10 ± 0.00 | 0.90 ± 0.00 | 2/2 | 0.30 ± 0.14 |
 """
 
 from __future__ import annotations
@@ -15,37 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neuronscope.bench.paper import PAPER_TABLE, beside_paper
 from neuronscope.bench.presets import BenchConfig
+from neuronscope.bench.stats import cell, mean_std
 from neuronscope.facts import atomic_write_text
 
-__all__ = ["RobustnessResult", "mean_std"]
+__all__ = ["RobustnessResult", "mean_std"]  # mean_std: re-exported from bench.stats
 
 _FORMAT = "neuronscope.RobustnessResult/1"
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1; NaN for a single value), NaNs dropped.
-
-    Example:
-        >>> mean_std([0.1, 0.3])
-        (0.2, 0.1414213562373095)
-    """
-    values = [float(v) for v in values if not math.isnan(float(v))]
-    if not values:
-        return math.nan, math.nan
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, math.nan
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
-def _cell(values: list[float], signed: bool = False, scale: float = 1.0, digits: int = 2) -> str:
-    """``mean ± std`` of ``values`` times ``scale`` (``n/a`` when empty; no ``±`` for one value)."""
-    mean, std = mean_std(values)
-    if math.isnan(mean):
-        return "n/a"
-    text = f"{scale * mean:{'+' if signed else ''}.{digits}f}"
-    return text if math.isnan(std) else f"{text} ± {scale * std:.{digits}f}"
 
 
 @dataclass
@@ -78,7 +63,7 @@ class RobustnessResult:
         return [r[key] for r in self.rows if r["method"] == method and r["attack"] == attack]
 
     def to_pandas(self) -> Any:
-        import pandas as pd
+        import pandas as pd  # optional dependency
 
         return pd.DataFrame(self.rows)
 
@@ -109,10 +94,10 @@ class RobustnessResult:
         first = self.attacks[0]
         for method in self.methods:
             reached = self.select(method, first, "reached_target")
-            cells = [method, _cell(self.select(method, first, "forget_accuracy")),
-                     _cell(self.select(method, first, "retain_accuracy")),
+            cells = [method, cell(self.select(method, first, "forget_accuracy")),
+                     cell(self.select(method, first, "retain_accuracy")),
                      f"{sum(bool(v) for v in reached)}/{len(reached)}"]
-            cells += [_cell(self.select(method, attack, key), signed=signed) for attack in self.attacks]
+            cells += [cell(self.select(method, attack, key), signed=signed) for attack in self.attacks]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
@@ -133,11 +118,11 @@ class RobustnessResult:
         for lam, method in self._sweep_methods():
             first = self.attacks[0]
             cells = [f"{lam:g}", str(len(self.select(method, first))),
-                     _cell(self.select(method, first, "forget_accuracy")),
-                     _cell(self.select(method, first, "retain_accuracy"))]
+                     cell(self.select(method, first, "forget_accuracy")),
+                     cell(self.select(method, first, "retain_accuracy"))]
             for attack in self.attacks:
-                excess = _cell(self.select(method, attack, "excess_recovery"), signed=True)
-                cells.append(f"{_cell(self.select(method, attack))} ({excess})")
+                excess = cell(self.select(method, attack, "excess_recovery"), signed=True)
+                cells.append(f"{cell(self.select(method, attack))} ({excess})")
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
@@ -152,33 +137,12 @@ class RobustnessResult:
                  self.table("normalised_recovery")]
         if self.config.sweep:
             parts += ["", f"Lambda sweep (SSIUU on {self.config.sweep_base}):", "", self.sweep_table()]
-        from neuronscope.bench.paper import PAPER_TABLE, beside_paper
-
         if any(name.lower() in self.methods for name in PAPER_TABLE):
             parts += ["", "Beside the paper's table (percent; FaithUn on Llama-3.2-3B, approximate):",
                       "", beside_paper(self)]
         parts += ["", f"Run time {self.meta.get('seconds', math.nan):.0f} s, torch "
                       f"{self.meta.get('torch')}, {self.meta.get('threads')} thread(s).", ""]
         return "\n".join(parts)
-
-    # --- figure -----------------------------------------------------------------------------
-    def figure(self, key: str = "attacked") -> Any:
-        """Plotly bar chart: ``key`` per method, grouped by attack, error bars = std over seeds."""
-        import plotly.graph_objects as go
-
-        from neuronscope.plots.theme import apply_theme, method_color
-
-        fig = go.Figure()
-        for index, method in enumerate(self.methods):
-            stats = [mean_std(self.select(method, attack, key)) for attack in self.attacks]
-            fig.add_trace(go.Bar(
-                name=method, x=self.attacks, y=[m for m, _ in stats],
-                error_y={"type": "data", "array": [0.0 if math.isnan(s) else s for _, s in stats]},
-                marker_color=method_color(method, index)))
-        fig.update_layout(barmode="group")
-        fig.update_yaxes(title_text=key.replace("_", " "))
-        return apply_theme(fig, title=f"Retraining attacks: {key.replace('_', ' ')} "
-                                      f"(mean ± std over {len(self.config.seeds)} seeds)", height=420)
 
     def sweep_rows(self) -> list[dict]:
         """One row per lambda of the sweep's base method: mean over seeds of forget and retain
@@ -194,17 +158,6 @@ class RobustnessResult:
                     self.select(method, attack, "excess_recovery"))[0]
             out.append(row)
         return out
-
-    def sweep_figure(self) -> Any:
-        """The lambda sweep's trade-off curve (:func:`neuronscope.plots.lambda_sweep`)."""
-        from neuronscope.plots import lambda_sweep
-
-        rows = self.sweep_rows()
-        if not rows:
-            raise ValueError(f"no rows of the sweep's base method {self.config.sweep_base!r}")
-        return lambda_sweep(rows, y_title="mean over seeds",
-                            title=f"SSIUU λ on {self.config.sweep_base}: forgetting, retention, "
-                                  "excess recovery")
 
     # --- persistence ------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -225,16 +178,13 @@ class RobustnessResult:
         return path
 
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write ``robustness.json`` (lossless), ``robustness.md``, ``robustness.html`` and, with
-        a lambda sweep, ``lambda-sweep.html`` (its trade-off curve)."""
+        """Write ``robustness.json`` (lossless) and ``robustness.md`` to ``folder``.
+
+        The figures are drawn by :func:`neuronscope.plots.save_robustness_figures`."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "robustness.json", json.dumps(self.to_dict(), indent=1))
         atomic_write_text(folder / "robustness.md", self.markdown())
-        atomic_write_text(folder / "robustness.html", self.figure().to_html(include_plotlyjs="cdn"))
-        if self.config.sweep and self.sweep_rows():
-            atomic_write_text(folder / "lambda-sweep.html",
-                              self.sweep_figure().to_html(include_plotlyjs="cdn"))
         return folder / "robustness.json"
 
     @classmethod
@@ -287,7 +237,7 @@ class RobustnessResult:
         head = "".join(f"<th>{html.escape(a)}</th>" for a in self.attacks)
         body = "".join(
             "<tr><td>" + html.escape(m) + "</td>"
-            + "".join(f"<td>{html.escape(_cell(self.select(m, a)))}</td>" for a in self.attacks) + "</tr>"
+            + "".join(f"<td>{html.escape(cell(self.select(m, a)))}</td>" for a in self.attacks) + "</tr>"
             for m in self.methods)
         return (f"<div><b>RobustnessResult</b>: accuracy after attack (mean ± std over "
                 f"{len(self.config.seeds)} seeds)<table><tr><th>method</th>{head}</tr>{body}</table></div>")

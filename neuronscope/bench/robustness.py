@@ -5,10 +5,11 @@ set the forget-accuracy target (by default the oracle's own accuracy on the forg
 the level of a model that never learned them), unlearn with every method until that target,
 then run each retraining attack on the unlearned model and the identical attack on the oracle.
 
-Example:
-    >>> result = robustness("fast")                          # doctest: +SKIP
-    >>> print(result.table())                                # doctest: +SKIP
-    >>> result.save("bench-out")                             # doctest: +SKIP
+Example (a few minutes on one CPU thread)::
+
+    result = robustness("fast")
+    print(result.table())
+    result.save("bench-out")
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from neuronscope.bench.real import run_real
 from neuronscope.bench.result import RobustnessResult
 from neuronscope.facts import FactSet
 from neuronscope.organism import organism
+from neuronscope.plots.robustness import save_benchmark_figures
 from neuronscope.scoring import accuracy
 from neuronscope.unlearning import Recipe, get_method, unlearn
 from neuronscope.world import FactWorld
@@ -59,7 +61,7 @@ def run_unlearning(model: Any, forget: FactSet, retain: FactSet, spec: Recipe, *
                "unlearn_seconds": seconds}
     if "lr_search" in result.settings:
         summary["lr"] = result.settings["lr_search"]["chosen"]
-    return result.model, summary
+    return result.bridge, summary
 
 
 def _oracle_runs(oracle: Any, forget: FactSet, retain: FactSet, config: BenchConfig, seed: int,
@@ -88,9 +90,10 @@ def robustness(
     ``seeds`` and any :class:`BenchConfig` field given as keyword override the preset. With
     ``out``, writes ``robustness.json``, ``robustness.md`` and ``robustness.html`` there.
 
-    Example:
-        >>> r = robustness("smoke", progress=False)                 # doctest: +SKIP
-        >>> r.to_pandas().groupby(["method", "attack"]).attacked.mean()   # doctest: +SKIP
+    Example (about a minute)::
+
+        r = robustness("smoke", progress=False)
+        r.to_pandas().groupby(["method", "attack"]).attacked.mean()
 
     ``preset="real"``: the paper's protocol on SmolLM2-135M-Instruct and real-world facts
     (:func:`neuronscope.bench.real.run_real`; returns a ``RealResult``).
@@ -123,25 +126,25 @@ def robustness(
             org = organism(world, size=config.size, seed=seed, cache=cache, progress=False)
             oracle = organism(world, size=config.size, seed=seed, exclude=forget, cache=cache,
                               progress=False)
-            oracle_forget = float(accuracy(oracle.model, forget))
+            oracle_forget = float(accuracy(oracle.bridge, forget))
             target = {"oracle": oracle_forget, "chance": world.chance(forget)}.get(
                 config.target) if isinstance(config.target, str) else float(config.target)
             units.append({"seed": seed, "n_forget": len(forget), "n_retain": len(retain),
                           "target": target, "oracle_forget_accuracy": oracle_forget,
                           "chance": world.chance(forget),
-                          "original_forget_accuracy": float(accuracy(org.model, forget)),
-                          "original_retain_accuracy": float(accuracy(org.model, retain)),
-                          "oracle_retain_accuracy": float(accuracy(oracle.model, retain))})
+                          "original_forget_accuracy": float(accuracy(org.bridge, forget)),
+                          "original_retain_accuracy": float(accuracy(org.bridge, retain)),
+                          "oracle_retain_accuracy": float(accuracy(oracle.bridge, retain))})
             attack_retain = _retain_sample(retain, config.attack_retain_sample, seed)
-            oracle_runs = _oracle_runs(oracle.model, forget, attack_retain, config, seed, world,
-                                       org.model)
+            oracle_runs = _oracle_runs(oracle.bridge, forget, attack_retain, config, seed, world,
+                                       org.bridge)
             for label, run in oracle_runs.items():
                 rows.append(_row(seed, "oracle", None, label, run, math.nan, units[-1], {}))
                 curves.extend(_curve(seed, "oracle", label, run))
             bar.update(1)
             for spec in methods:
                 bar.set_postfix(seed=seed, method=spec.label)
-                unlearned, summary = run_unlearning(org.model, forget, retain, spec, target=target,
+                unlearned, summary = run_unlearning(org.bridge, forget, retain, spec, target=target,
                                                     seed=seed, world=world,
                                                     settings=config.settings_for(spec.method_name))
                 summary["forget_accuracy"] = float(accuracy(unlearned, forget))
@@ -153,7 +156,7 @@ def robustness(
                                   p=p if p is not None else 0.3, by=config.attack_by,
                                   benign=world.benign, steps=config.attack_steps, lr=config.attack_lr,
                                   batch_size=config.attack_batch_size,
-                                  eval_every=config.attack_eval_every, seed=seed, original=org.model,
+                                  eval_every=config.attack_eval_every, seed=seed, original=org.bridge,
                                   progress=False)
                     rows.append(_row(seed, spec.label, spec, label, run, oracle_runs[label].attacked,
                                      units[-1], summary))
@@ -169,7 +172,7 @@ def robustness(
             "world": repr(world), "units": units}
     result = RobustnessResult(config=config, rows=rows, curves=curves, meta=meta)
     if out is not None:
-        result.save(out)
+        save_benchmark_figures(result, result.save(out).parent)
     return result
 
 

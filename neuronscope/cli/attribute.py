@@ -1,7 +1,6 @@
 """``neuronscope attribute``: attribute facts to MLP neurons and save a NeuronAttribution.
 
 Examples::
-
     neuronscope attribute --out forget.attr.pt                       # the organism, its forget split
     neuronscope attribute --model ckpt/ --facts facts.jsonl --out a.pt --steps 32 --layers 10 11
 """
@@ -11,13 +10,15 @@ from __future__ import annotations
 import argparse
 import time
 
+import neuronscope as ns
+from neuronscope.attribution import attribute
+from neuronscope.attribution.quadrature import QUADRATURES, canonical_quadrature
+from neuronscope.attribution.spec import METHODS, POSITIONS, TARGETS
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from neuronscope.attribution.quadrature import QUADRATURES
-    from neuronscope.attribution.spec import METHODS, POSITIONS, TARGETS
-
     parser = subparsers.add_parser(
         "attribute", help="integrated-gradients attribution of facts to MLP neurons",
         description="Attribute each fact's P(answer | prompt) to every MLP neuron and save the result "
@@ -33,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="where to save the NeuronAttribution (.pt)")
     parser.add_argument("--method", default="ig", choices=METHODS)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--quadrature", default="gauss-legendre", choices=QUADRATURES)
+    parser.add_argument("--quadrature", default="gauss_legendre", type=canonical_quadrature,
+                        help=f"one of {', '.join(QUADRATURES)}")
     parser.add_argument("--target", default="prob", choices=TARGETS)
     parser.add_argument("--positions", default="prompt", choices=POSITIONS)
     parser.add_argument("--layers", type=int, nargs="+", help="model layers (default: all)")
@@ -46,8 +48,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace):
-    import neuronscope as ns
-
     if args.model:
         if not args.facts:
             raise ValueError("--model needs --facts FILE.jsonl")
@@ -58,12 +58,10 @@ def _load(args: argparse.Namespace):
     org = ns.organism(world, size=args.size, seed=args.seed, progress=not args.quiet)
     forget, retain = world.facts.split(forget=0.1, by="group", seed=args.seed)
     facts = {"forget": forget, "retain": retain, "all": world.facts}[args.split]
-    return org.model, facts
+    return org.bridge, facts
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuronscope.attribution import attribute
-
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
     model, facts = _load(args)

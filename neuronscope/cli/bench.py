@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from neuronscope.bench import parse_methods, robustness
+
 __all__ = ["add_parser", "run_robustness"]
 
 
@@ -38,8 +40,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_robustness(args: argparse.Namespace) -> int:
-    from neuronscope.bench import parse_methods, robustness
-
     if args.preset == "real":
         return _run_real(args)
     overrides = {}
@@ -62,8 +62,6 @@ def run_robustness(args: argparse.Namespace) -> int:
 
 
 def _run_real(args: argparse.Namespace) -> int:
-    from neuronscope.bench import robustness
-
     given = [name for name in ("sweep", "forget_by", "target") if getattr(args, name) is not None]
     if given:
         flags = ", ".join("--" + g.replace("_", "-") for g in given)

@@ -22,6 +22,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
+import neuronscope as ns
+from neuronscope import attacks
+from neuronscope.attribution import attribute as attribute_fn
+from neuronscope.diagnostics import diagnose
+from neuronscope.report import report_path
+from neuronscope.unlearning import parse_recipe, unlearn
+
 __all__ = ["PRESETS", "DemoResult", "Preset", "add_parser", "run", "run_demo"]
 
 
@@ -148,14 +157,14 @@ def _text(value: Any) -> str:
 def _unlearn(model: Any, method: str, forget: Any, retain: Any, target: float, preset: Preset, seed: int,
              progress: bool) -> Any:
     """``method`` is a base method ("GA", "GD", ...) with an optional "+SSIUU"."""
-    from neuronscope.unlearning import parse_recipe, unlearn
 
     base, _, extra = method.lower().partition("+")
     recipe = parse_recipe(f"{base}+ssiuu({preset.ssiuu_lambda:g})" if extra == "ssiuu"
                           else method.lower())
     return unlearn(model, forget, retain, method=recipe, max_steps=preset.unlearn_steps,
                    lr=preset.unlearn_lr, eval_every=preset.unlearn_eval_every,
-                   target_forget_accuracy=target, seed=seed, progress=progress)
+                   target_forget_accuracy=target, seed=seed, progress=progress,
+                   eval_retain=False)  # the table measures retain accuracy once, after
 
 
 def run_demo(
@@ -169,17 +178,12 @@ def run_demo(
 ) -> DemoResult:
     """Run the whole demo and write ``out/report.html`` (atomically); return what was made.
 
-    Example:
-        >>> result = run_demo("demo-out", "fast", quiet=True)       # doctest: +SKIP
-        >>> result.report                                              # doctest: +SKIP
-        PosixPath('demo-out/report.html')
-    """
-    import torch
+    Example (minutes the first time; the organism is then cached)::
 
-    import neuronscope as ns
-    from neuronscope.attribution import attribute as attribute_fn
-    from neuronscope.diagnostics import diagnose
-    from neuronscope.report import report_path
+        result = run_demo("demo-out", "fast", quiet=True)
+        result.report          # PosixPath('demo-out/report.html')
+    """
+
 
     if isinstance(preset, str):
         if preset not in PRESETS:
@@ -200,7 +204,7 @@ def run_demo(
     forget, retain = world.facts.split(forget=preset.forget, by="group", seed=seed)
     splits = [("all facts", world.facts), ("forget split", forget), ("retain split", retain),
               ("paraphrases (held out)", world.paraphrases), ("benign corpus", world.benign)]
-    tables["organism"] = _accuracy_rows(ns, org.model, splits)
+    tables["organism"] = _accuracy_rows(ns, org.bridge, splits)
     _print_table(tables["organism"], echo)
 
     # 2. The oracle: same recipe, never saw the forget facts.
@@ -212,14 +216,14 @@ def run_demo(
     # 3. Unlearning.
     stages.begin("unlearning with " + ", ".join(preset.methods))
     unlearned: dict[str, Any] = {}
-    rows = [{"model": "original", **_scores(ns, org.model, forget, retain), "steps": 0, "seconds": 0.0},
-            {"model": "oracle", **_scores(ns, oracle.model, forget, retain), "steps": 0, "seconds": 0.0}]
+    rows = [{"model": "original", **_scores(ns, org.bridge, forget, retain), "steps": 0, "seconds": 0.0},
+            {"model": "oracle", **_scores(ns, oracle.bridge, forget, retain), "steps": 0, "seconds": 0.0}]
     goal = rows[1]["forget"]  # every method unlearns down to the oracle's forget accuracy
     for method in preset.methods:
         started = time.perf_counter()
-        result = _unlearn(org.model, method, forget, retain, goal, preset, seed, progress)
-        unlearned[method] = result.model
-        rows.append({"model": method, **_scores(ns, result.model, forget, retain), "steps": result.steps,
+        result = _unlearn(org.bridge, method, forget, retain, goal, preset, seed, progress)
+        unlearned[method] = result.bridge
+        rows.append({"model": method, **_scores(ns, result.bridge, forget, retain), "steps": result.steps,
                      "seconds": time.perf_counter() - started})
     tables["unlearning"] = rows
     echo("")
@@ -231,7 +235,7 @@ def run_demo(
     # log P, not P: once unlearning has collapsed P(answer), attributions of P vanish and every
     # change reads as erasing (docs/diagnostics.md). Read the flags, calibrated on control facts.
     attribute = dict(steps=preset.attribution_steps, target="logprob", progress=progress)
-    before = attribute_fn(org.model, both, **attribute)
+    before = attribute_fn(org.bridge, both, **attribute)
     after = {m: attribute_fn(model, both, **attribute) for m, model in unlearned.items()}
     diagnoses = {m: diagnose(before, after[m], forget, control=control, n_permutations=preset.permutations,
                              seed=seed, progress=progress) for m in unlearned}
@@ -243,7 +247,7 @@ def run_demo(
 
     # 5. Retraining attacks, on every unlearned model and on the oracle.
     stages.begin("retraining attacks (harmful and benign, with the oracle)")
-    attacks = _attacks(unlearned, oracle.model, org.model, world, forget, control, preset, seed, progress)
+    attacks = _attacks(unlearned, oracle.bridge, org.bridge, world, forget, control, preset, seed, progress)
     tables["attacks"] = [_attack_row(name, method, r) for (name, method), r in attacks.items()]
     echo("")
     _print_table([{k: r[k] for k in ("attack", "method", "before attack", "after attack", "oracle after",
@@ -277,8 +281,6 @@ def _scores(ns: Any, model: Any, forget: Any, retain: Any) -> dict[str, float]:
 
 def _attacks(unlearned: dict[str, Any], oracle: Any, original: Any, world: Any, forget: Any,
              retain: Any, preset: Preset, seed: int, progress: bool) -> dict[tuple[str, str], Any]:
-    from neuronscope.attacks import relearn
-
     plans = [(f"harmful p={p}", {"attack": "harmful", "p": p}) for p in preset.attack_p]
     plans.append(("benign", {"attack": "benign", "benign": world.benign}))
     results = {}
@@ -287,10 +289,10 @@ def _attacks(unlearned: dict[str, Any], oracle: Any, original: Any, world: Any, 
                         eval_every=preset.attack_eval_every, seed=seed, original=original, progress=progress,
                         **plan)
         # The oracle's attack is the same for every method (same data, same seed): run it once.
-        on_oracle = relearn(oracle, **settings)
+        on_oracle = attacks.relearn(oracle, **settings)
         on_oracle.model = None
         for method, model in unlearned.items():
-            result = relearn(model, **settings)
+            result = attacks.relearn(model, **settings)
             result.oracle, result.model = on_oracle, None
             results[(name, method)] = result
     return results

@@ -1,7 +1,6 @@
 """``neuronscope diagnose``: erase or hide? D+/D-, calibrated spurious-neuron flags, verify.
 
 Examples::
-
     neuronscope diagnose --before ckpt/original --after ckpt/unlearned \\
         --facts forget.jsonl --control retain.jsonl --out diagnosis.pt
     neuronscope diagnose --before base.attr.pt --after unlearned.attr.pt --facts forget.jsonl \\
@@ -14,14 +13,16 @@ import argparse
 import time
 from pathlib import Path
 
+import neuronscope as ns
+from neuronscope.attribution.spec import METHODS, POSITIONS, TARGETS
+from neuronscope.diagnostics.api import PERMUTE_BY, _is_attribution
+from neuronscope.diagnostics.patching import RESTORES
+from neuronscope.facts import atomic_write_text
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from neuronscope.attribution.spec import METHODS, POSITIONS, TARGETS
-    from neuronscope.diagnostics.api import PERMUTE_BY
-    from neuronscope.diagnostics.patching import RESTORES
-
     parser = subparsers.add_parser(
         "diagnose", help="compare a model before and after unlearning: erased or hidden?",
         description="Attribute the facts in both models, compute D+ (erasing) and D- (hiding) per MLP "
@@ -56,7 +57,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _source(path: str | None, device: str):
     """A model from a checkpoint folder, or a saved NeuronAttribution from a file."""
-    import neuronscope as ns
 
     if path is None:
         return None
@@ -66,9 +66,6 @@ def _source(path: str | None, device: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    import neuronscope as ns
-    from neuronscope.diagnostics.api import _is_attribution
-
     if not 0 < args.alpha < 1:
         raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
     if args.verify < 0:
@@ -93,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
     path = diag.save(args.out)
     if args.csv:
         frame = diag.to_pandas()
-        from neuronscope.facts import atomic_write_text
 
         atomic_write_text(args.csv, frame.to_csv(index=False))
     print(diag.summary())

@@ -1,11 +1,20 @@
 """Spurious-neuron diagnostics: erase (D+) or hide (D-), calibrated flags, causal verification.
 
 Example:
-    >>> diag = diagnose(before, after, forget, control=retain)    # doctest: +SKIP
-    >>> print(diag.summary())                                      # doctest: +SKIP
-    >>> diag.verify(before, after, forget)                          # doctest: +SKIP
-    >>> paper = diagnose(before, after, forget, control=retain, definition="paper")  # doctest: +SKIP
-    >>> paper.top_m(100), paper.module_layer_map(10)                # doctest: +SKIP
+    >>> import warnings
+    >>> from neuronscope import FactWorld, unlearn
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> forget, retain = world.facts.split(forget=0.5, seed=0)
+    >>> before = tiny_model(tokenizer=world.tokenizer)               # stand-ins: untrained
+    >>> after = unlearn(before, forget, retain, method="ga", max_steps=3, progress=False).bridge
+    >>> with warnings.catch_warnings():                  # an untrained model warns of small P
+    ...     warnings.simplefilter("ignore")
+    ...     diag = diagnose(before, after, forget, control=retain, steps=4, progress=False)
+    >>> "hide index" in diag.summary()
+    True
+    >>> diag.verify(neurons=[(0, 1)], n_random=2).neurons      # models and facts: from diagnose
+    [(0, 1)]
 """
 
 from neuronscope.diagnostics.api import DEFINITIONS, check_compatible, check_tokenizable, diagnose
@@ -14,11 +23,11 @@ from neuronscope.diagnostics.diagnosis import Diagnosis, FlaggedNeuron
 from neuronscope.diagnostics.logit_lens import LogitLens, draw_distractors, logit_lens
 from neuronscope.diagnostics.null import NullTest, paired_max_t, two_sample_max_t
 from neuronscope.diagnostics.paper import cumulative_curve, module_layer_map, paper_fact_deltas, top_m_sum
-from neuronscope.diagnostics.patching import Verification, matched_random_sets, verify_neurons
+from neuronscope.diagnostics.patching import Score, Verification, matched_random_sets, verify_neurons
 from neuronscope.diagnostics.stability import AttributionStability, attribution_stability
 
 __all__ = ["DEFINITIONS", "AttributionStability", "Diagnosis", "FlaggedNeuron", "LogitLens", "NullTest",
-           "Verification", "attribution_stability", "check_compatible", "check_tokenizable",
+           "Score", "Verification", "attribution_stability", "check_compatible", "check_tokenizable",
            "cumulative_curve", "d_minus", "d_plus", "diagnose", "draw_distractors", "hide_index",
            "logit_lens", "matched_random_sets", "module_layer_map", "paired_max_t", "paper_fact_deltas",
            "summarise", "top_m_sum", "two_sample_max_t", "verify_neurons"]

@@ -1,9 +1,18 @@
 """``diagnose(before, after, facts, control=...)``: erase or hide, and which neurons hide.
 
 Example:
-    >>> diag = diagnose(org.model, unlearned, forget, control=retain, steps=20)   # doctest: +SKIP
-    >>> diag.hide_index, diag.flagged[:1]                                          # doctest: +SKIP
-    (0.83, [FlaggedNeuron(layer=1, neuron=106, ...)])
+    >>> import warnings
+    >>> from neuronscope import FactWorld, unlearn
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> forget, retain = world.facts.split(forget=0.5, seed=0)
+    >>> before = tiny_model(tokenizer=world.tokenizer)               # stand-ins: untrained
+    >>> after = unlearn(before, forget, retain, method="ga", max_steps=3, progress=False).bridge
+    >>> with warnings.catch_warnings():                  # an untrained model warns of small P
+    ...     warnings.simplefilter("ignore")
+    ...     diag = diagnose(before, after, forget, control=retain, steps=4, progress=False)
+    >>> diag.d_minus.shape                                     # [layer, neuron]
+    torch.Size([2, 48])
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from neuronscope.attribution import attribute
+from neuronscope.diagnostics.compat import check_compatible
 from neuronscope.diagnostics.deltas import d_minus, d_plus, summarise_deltas
 from neuronscope.diagnostics.diagnosis import Diagnosis
 from neuronscope.diagnostics.null import NullTest, cluster_labels, paired_max_t, two_sample_max_t
@@ -27,55 +38,10 @@ __all__ = ["DEFINITIONS", "PERMUTE_BY", "check_compatible", "check_tokenizable",
 
 PERMUTE_BY = ("auto", "fact", "subject", "group")
 DEFINITIONS = ("neuronscope", "paper")
-_CFG_FIELDS = ("architecture", "original_architecture", "n_layers", "d_mlp", "d_model", "n_heads",
-               "d_vocab", "gated_mlp", "act_fn", "normalization_type", "positional_embedding_type")
 
 
 def _is_attribution(value: Any) -> bool:
     return hasattr(value, "scores") and hasattr(value, "fact_ids") and hasattr(value, "layers")
-
-
-def _vocab(tokenizer: Any) -> Any:
-    if hasattr(tokenizer, "get_vocab"):
-        return tokenizer.get_vocab()
-    if hasattr(tokenizer, "vocab"):
-        return list(tokenizer.vocab)
-    return None
-
-
-def check_compatible(before: Any, after: Any, *, names: tuple[str, str] = ("before", "after"),
-                     tokenizer: Any = None) -> None:
-    """``ValueError`` naming the first difference in architecture, layer count, widths or
-    tokenizer between two models that should be the same network before and after unlearning."""
-    for name, model in zip(names, (before, after), strict=True):
-        if getattr(model, "cfg", None) is None or not hasattr(model, "hook_dict"):
-            raise ValueError(f"{name} is not a hooked TransformerLens model or a NeuronAttribution "
-                             f"(got {type(model).__name__})")
-    for key in _CFG_FIELDS:
-        a, b = getattr(before.cfg, key, None), getattr(after.cfg, key, None)
-        if a != b:
-            raise ValueError(f"{names[0]} and {names[1]} differ in {key}: {a!r} vs {b!r}; "
-                             "diagnosis compares one network before and after unlearning")
-    native = (type(getattr(before, "original_model", before)).__name__,
-              type(getattr(after, "original_model", after)).__name__)
-    if native[0] != native[1]:
-        raise ValueError(f"{names[0]} and {names[1]} are different architectures: {native[0]} vs {native[1]}")
-    if tokenizer is not None:
-        return
-    tok_a, tok_b = getattr(before, "tokenizer", None), getattr(after, "tokenizer", None)
-    if tok_a is None or tok_b is None:
-        raise ValueError(f"{names[0 if tok_a is None else 1]} carries no tokenizer; pass tokenizer=...")
-    if tok_a is tok_b:
-        return
-    vocab_a, vocab_b = _vocab(tok_a), _vocab(tok_b)
-    if vocab_a is None or vocab_b is None:
-        if len(tok_a) != len(tok_b):
-            raise ValueError(f"tokenizers differ in size: {len(tok_a)} vs {len(tok_b)}")
-        return
-    if vocab_a != vocab_b:
-        size = (len(vocab_a), len(vocab_b))
-        raise ValueError(f"{names[0]} and {names[1]} have different tokenizers (vocabularies of "
-                         f"{size[0]} and {size[1]} tokens that do not map the same); use one tokenizer")
 
 
 def check_tokenizable(model: Any, facts: Sequence[Fact], tokenizer: Any = None, *, name: str = "facts"
@@ -262,8 +228,18 @@ def diagnose(
     see ``neuronscope.attribution.sites``) attributes other places than the MLP neurons.
 
     Example:
-        >>> diag = diagnose(org.model, unlearned, forget, control=retain)   # doctest: +SKIP
-        >>> print(diag.summary())                                            # doctest: +SKIP
+        >>> import warnings
+        >>> from neuronscope import FactWorld, unlearn
+        >>> from neuronscope.tiny import tiny_model
+        >>> world = FactWorld.synthetic(n_people=10)
+        >>> forget, retain = world.facts.split(forget=0.5, seed=0)
+        >>> before = tiny_model(tokenizer=world.tokenizer)               # stand-ins: untrained
+        >>> after = unlearn(before, forget, retain, method="ga", max_steps=3, progress=False).bridge
+        >>> with warnings.catch_warnings():                  # an untrained model warns of small P
+        ...     warnings.simplefilter("ignore")
+        ...     diag = diagnose(before, after, forget, control=retain, steps=4, progress=False)
+        >>> len(diag.fact_ids) == len(forget)
+        True
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha (the family-wise false-positive rate) must be in (0, 1), got {alpha!r}")
@@ -325,8 +301,6 @@ def diagnose(
     def attribution_of(value: Any, given: Any, facts_for: list[Fact]) -> Any:
         if given is not None:
             return given
-        from neuronscope.attribution import attribute
-
         return attribute(value, facts_for, **options)
 
     before_attr = attribution_of(before, before_attr, everything)
@@ -400,7 +374,7 @@ def diagnose(
         "s0": {k: t.s0 for k, t in tests.items()},
         "notes": notes, "definition": definition,
     }
-    return Diagnosis(
+    diagnosis = Diagnosis(
         d_plus=deltas.d_plus, d_minus=deltas.d_minus, layers=list(before_attr.layers),
         fact_ids=FactSet(target_facts).ids, fact_d_plus=deltas.fact_d_plus,
         fact_d_minus=deltas.fact_d_minus, statistic=statistic, p_adjusted=p_adjusted, alpha=alpha,
@@ -409,3 +383,7 @@ def diagnose(
         p_finetune=tests["finetune"].p_adjusted.reshape(shape) if "finetune" in tests else None,
         meta=meta, sites=getattr(before_attr, "sites", None),
     )
+    diagnosis.inputs = {"before": None if _is_attribution(before) else before,
+                        "after": None if _is_attribution(after) else after,
+                        "facts": target_facts, "control": control_facts, "tokenizer": tokenizer}
+    return diagnosis

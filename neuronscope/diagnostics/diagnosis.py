@@ -1,12 +1,20 @@
 """``Diagnosis``: erase-vs-hide deltas, calibrated spurious-neuron flags, and the causal test.
 
 Example:
-    >>> diag = ns.diagnose(before, after, forget, control=retain)     # doctest: +SKIP
-    >>> print(diag.summary())                                          # doctest: +SKIP
-    >>> diag.flagged[:3]                                               # doctest: +SKIP
-    [FlaggedNeuron(layer=1, neuron=106, d_minus=0.41, ...), ...]
-    >>> diag.verify(before, after, forget).p_accuracy                  # doctest: +SKIP
-    0.047...
+    >>> import warnings
+    >>> from neuronscope import FactWorld, diagnose, unlearn
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> forget, retain = world.facts.split(forget=0.5, seed=0)
+    >>> before = tiny_model(tokenizer=world.tokenizer)               # stand-ins: untrained
+    >>> after = unlearn(before, forget, retain, method="ga", max_steps=3, progress=False).bridge
+    >>> with warnings.catch_warnings():                  # an untrained model warns of small P
+    ...     warnings.simplefilter("ignore")
+    ...     diag = diagnose(before, after, forget, control=retain, steps=4, progress=False)
+    >>> isinstance(diag, Diagnosis), all(f.p_adjusted <= diag.alpha for f in diag.flagged)
+    (True, True)
+    >>> 0 < diag.verify(neurons=[(1, 5)], n_random=3).p_accuracy <= 1
+    True
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from neuronscope.atomic import atomic_torch_save
+from neuronscope.diagnostics.compat import check_compatible
 from neuronscope.diagnostics.deltas import hide_index
 from neuronscope.diagnostics.paper import cumulative_curve, module_layer_map, top_m_sum
 from neuronscope.diagnostics.patching import Verification, verify_neurons
@@ -83,6 +92,9 @@ class Diagnosis:
     p_finetune: Float[Tensor, "layer neuron"] | None = None
     meta: dict = field(default_factory=dict)
     verification: Verification | None = None
+    # What diagnose was given (models, facts, control, tokenizer), so verify() needs no repeat;
+    # kept in memory only (not saved, not compared).
+    inputs: dict = field(default_factory=dict, repr=False, compare=False)
     sites: list | None = None
 
     def __post_init__(self) -> None:
@@ -212,9 +224,9 @@ class Diagnosis:
     # --- the causal test -----------------------------------------------------------------
     def verify(
         self,
-        before_model: Any,
-        after_model: Any,
-        facts: Iterable[Fact],
+        before_model: Any = None,
+        after_model: Any = None,
+        facts: Iterable[Fact] | None = None,
         *,
         n_random: int = 20,
         seed: int = 0,
@@ -232,13 +244,25 @@ class Diagnosis:
         unlearned model. The result is also kept in ``self.verification``. On a diagnosis over
         several sites, neurons are ``(layer, unit)`` pairs on its concatenated site axis and the
         random sets are matched per site and layer.
+
+        Models, facts, ``control`` and ``tokenizer`` default to what :func:`diagnose` was given
+        (when it was given models, not saved attributions), so ``diag.verify()`` is enough.
         """
         chosen = [tuple(n) for n in neurons] if neurons is not None else [(f.layer, f.neuron)
                                                                          for f in self.flagged]
         if not chosen:
             raise ValueError("no neurons were flagged; pass neurons=[(layer, neuron), ...] to test others")
-        from neuronscope.diagnostics.api import check_compatible
-
+        given = self.inputs
+        before_model = before_model if before_model is not None else given.get("before")
+        after_model = after_model if after_model is not None else given.get("after")
+        facts = facts if facts is not None else given.get("facts")
+        control = control if control is not None else given.get("control")
+        tokenizer = tokenizer if tokenizer is not None else given.get("tokenizer")
+        missing = [name for name, value in (("before_model", before_model), ("after_model", after_model),
+                                            ("facts", facts)) if value is None]
+        if missing:
+            raise ValueError(f"verify needs {', '.join(missing)}: this Diagnosis was loaded or built from "
+                             "saved attributions, so pass them")
         check_compatible(before_model, after_model, tokenizer=tokenizer)
         positions = self.meta.get("positions", "prompt")
         result = verify_neurons(before_model, after_model, facts, chosen, n_random=n_random, seed=seed,

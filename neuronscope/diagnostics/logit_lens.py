@@ -137,8 +137,8 @@ def logit_lens(model: Any, facts: Iterable[Fact], *, distractors: Sequence[str] 
         >>> import neuronscope as ns
         >>> world = ns.FactWorld.synthetic(n_people=8)
         >>> org = ns.organism(world, size="tiny", cache=False, progress=False)
-        >>> lens = logit_lens(org.model, world.facts[:6], pool=world.facts)
-        >>> len(lens.accuracy) == org.model.cfg.n_layers
+        >>> lens = logit_lens(org.bridge, world.facts[:6], pool=world.facts)
+        >>> len(lens.accuracy) == org.bridge.cfg.n_layers
         True
     """
     facts = list(facts)

@@ -106,7 +106,7 @@ def _two_sample_stats(ind: Tensor, centred: Tensor, squares: Tensor, total: Tens
 
 def two_sample_max_t(
     target: Float[Tensor, "fact unit"],
-    control: Float[Tensor, "fact unit"],
+    control: Float[Tensor, "control unit"],
     *,
     n_permutations: int = 1000,
     seed: int = 0,

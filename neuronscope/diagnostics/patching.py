@@ -8,9 +8,14 @@ modified: every hook is added inside the bridge's ``hooks(...)`` context, which 
 exit, also when an exception passes through.
 
 Example:
-    >>> v = verify_neurons(before, after, forget, [(1, 17)], n_random=20)   # doctest: +SKIP
-    >>> v.rebound_accuracy, v.p_accuracy                                     # doctest: +SKIP
-    (0.93, 0.047...)
+    >>> from neuronscope import FactWorld
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=10)
+    >>> before = tiny_model(tokenizer=world.tokenizer, seed=0)      # stand-ins for a model and
+    >>> after = tiny_model(tokenizer=world.tokenizer, seed=1)       # its unlearned version
+    >>> v = verify_neurons(before, after, world.facts[:6], [(1, 17)], n_random=4)
+    >>> len(v.random_restored), v.restored._fields
+    (4, ('accuracy', 'probability'))
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from jaxtyping import Bool, Float
@@ -163,16 +168,31 @@ def _patch_mean(means: dict[int, Tensor], neurons: Sequence[tuple[int, int]]) ->
     return {layer: (idx, means[layer][idx]) for layer, idx in _group(neurons).items()}
 
 
-def _metrics(logprob: Tensor, hits: Tensor) -> tuple[float, float]:
-    return float(hits.float().mean()), float(logprob.exp().mean())
+class Score(NamedTuple):
+    """Greedy exact-match accuracy and mean P(answer) of one model state on the facts.
+
+    Example:
+        >>> Score(0.5, 0.25)
+        Score(accuracy=0.5, probability=0.25)
+    """
+
+    accuracy: float
+    probability: float
+
+
+def _metrics(logprob: Tensor, hits: Tensor) -> Score:
+    return Score(float(hits.float().mean()), float(logprob.exp().mean()))
 
 
 @dataclass
 class Verification:
     """Outcome of the causal test of one neuron set (see :func:`verify_neurons`).
 
-    Accuracy is greedy exact match; probability is the mean P(answer) over the facts.
-    ``random_restored`` / ``random_suppressed`` hold (accuracy, probability) per random set.
+    Every state is a :class:`Score` ``(accuracy, probability)``: accuracy is greedy exact
+    match, probability the mean P(answer) over the facts. ``before`` / ``after``: the original
+    and unlearned models; ``restored``: the unlearned model with the tested neurons restored;
+    ``suppressed``: the original model with them patched to their unlearned values;
+    ``random_restored`` / ``random_suppressed``: the same per random neuron set.
     """
 
     neurons: list[tuple[int, int]]
@@ -181,12 +201,18 @@ class Verification:
     n_random: int
     seed: int
     n_facts: int
-    before: tuple[float, float]
-    after: tuple[float, float]
-    restored: tuple[float, float]
-    suppressed: tuple[float, float]
-    random_restored: list[tuple[float, float]] = field(default_factory=list)
-    random_suppressed: list[tuple[float, float]] = field(default_factory=list)
+    before: Score
+    after: Score
+    restored: Score
+    suppressed: Score
+    random_restored: list[Score] = field(default_factory=list)
+    random_suppressed: list[Score] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for key in ("before", "after", "restored", "suppressed"):
+            setattr(self, key, Score(*getattr(self, key)))
+        for key in ("random_restored", "random_suppressed"):
+            setattr(self, key, [Score(*v) for v in getattr(self, key)])
 
     # --- effects and empirical p-values -------------------------------------------------
     @property

@@ -13,7 +13,14 @@ Example:
 from neuronscope.plots.diagnosis import d_per_layer, d_scatter
 from neuronscope.plots.heatmap import before_after, neuron_heatmap, select_neurons
 from neuronscope.plots.paper import attribution_stability, cumulative_variation, logit_lens, module_layer_map
-from neuronscope.plots.robustness import attack_grid, lambda_sweep, recovery_curves
+from neuronscope.plots.robustness import (
+    attack_grid,
+    benchmark_bars,
+    benchmark_sweep,
+    lambda_sweep,
+    recovery_curves,
+    save_benchmark_figures,
+)
 from neuronscope.plots.tables import table, top_table
 from neuronscope.plots.theme import apply_theme
 
@@ -22,6 +29,8 @@ __all__ = [
     "attack_grid",
     "attribution_stability",
     "before_after",
+    "benchmark_bars",
+    "benchmark_sweep",
     "cumulative_variation",
     "d_per_layer",
     "d_scatter",
@@ -30,6 +39,7 @@ __all__ = [
     "module_layer_map",
     "neuron_heatmap",
     "recovery_curves",
+    "save_benchmark_figures",
     "select_neurons",
     "table",
     "top_table",

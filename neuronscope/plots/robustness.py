@@ -11,17 +11,23 @@ Example:
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from neuronscope.atomic import atomic_write_text
+from neuronscope.bench.stats import mean_std
 from neuronscope.plots._inputs import records
 from neuronscope.plots.theme import NEUTRAL, apply_theme, method_color
 
-__all__ = ["attack_grid", "lambda_sweep", "recovery_curves"]
+__all__ = ["attack_grid", "benchmark_bars", "benchmark_sweep", "lambda_sweep", "recovery_curves",
+           "save_benchmark_figures"]
 
 _REFERENCE = ("oracle", "original")
 
@@ -176,3 +182,53 @@ def lambda_sweep(
     fig.update_xaxes(title_text="SSIUU λ", type="log" if positive else "category")
     fig.update_yaxes(title_text=y_title)
     return apply_theme(fig, title=title or "Choosing λ: forgetting, retention and robustness", height=400)
+
+
+def benchmark_bars(result: Any, key: str = "attacked") -> go.Figure:
+    """A ``RobustnessResult`` as bars: ``key`` per method, grouped by attack, error bars = std
+    over seeds (e.g. ``key="excess_recovery"``).
+
+    Example:
+        >>> from neuronscope.bench import BenchConfig, RobustnessResult
+        >>> rows = [{"method": "ga", "attack": "benign", "attacked": a} for a in (0.2, 0.4)]
+        >>> fig = benchmark_bars(RobustnessResult(BenchConfig(seeds=(0, 1)), rows))
+        >>> fig.data[0].name, round(fig.data[0].y[0], 3)
+        ('ga', 0.3)
+    """
+    if not result.rows:
+        raise ValueError("the benchmark result has no rows to draw")
+    fig = go.Figure()
+    for index, method in enumerate(result.methods):
+        stats = [mean_std(result.select(method, attack, key)) for attack in result.attacks]
+        fig.add_trace(go.Bar(
+            name=method, x=result.attacks, y=[m for m, _ in stats],
+            error_y={"type": "data", "array": [0.0 if math.isnan(s) else s for _, s in stats]},
+            marker_color=method_color(method, index)))
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title_text=key.replace("_", " "))
+    return apply_theme(fig, title=f"Retraining attacks: {key.replace('_', ' ')} "
+                                  f"(mean ± std over {len(result.config.seeds)} seeds)", height=420)
+
+
+def benchmark_sweep(result: Any) -> go.Figure:
+    """The lambda sweep of a ``RobustnessResult`` as a trade-off curve (:func:`lambda_sweep` of
+    its ``sweep_rows()``); ``ValueError`` when it ran no sweep."""
+    rows = result.sweep_rows()
+    if not rows:
+        raise ValueError(f"no rows of the sweep's base method {result.config.sweep_base!r}")
+    return lambda_sweep(rows, y_title="mean over seeds",
+                        title=f"SSIUU λ on {result.config.sweep_base}: forgetting, retention, "
+                              "excess recovery")
+
+
+def save_benchmark_figures(result: Any, folder: str | os.PathLike) -> list[Path]:
+    """Write ``robustness.html`` (:func:`benchmark_bars`) and, with a lambda sweep,
+    ``lambda-sweep.html`` (:func:`benchmark_sweep`) to ``folder``, atomically; their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "robustness.html"]
+    atomic_write_text(paths[0], benchmark_bars(result).to_html(include_plotlyjs="cdn"))
+    if result.config.sweep and result.sweep_rows():
+        paths.append(folder / "lambda-sweep.html")
+        atomic_write_text(paths[1], benchmark_sweep(result).to_html(include_plotlyjs="cdn"))
+    return paths

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import plotly.graph_objects as go
 
 __all__ = [
@@ -66,8 +67,6 @@ def symmetric_range(values: Sequence[float] | object, floor: float = 1e-12) -> t
         >>> symmetric_range([-1.0, 3.0])
         (-3.0, 3.0)
     """
-    import numpy as np
-
     array = np.asarray(values, dtype=float)
     finite = array[np.isfinite(array)]
     bound = float(np.abs(finite).max()) if finite.size else 0.0

@@ -4,6 +4,17 @@ Nothing here knows a method by name: what a method needs (a retain set, a frozen
 refusal answers), its settings and its losses come from the method object (see
 :mod:`neuronscope.unlearning.methods`); penalties (:class:`~neuronscope.unlearning.SSIUU`, or
 your own) from their objects.
+
+Example:
+    >>> from neuronscope import SSIUU, FactWorld
+    >>> from neuronscope.tiny import tiny_model
+    >>> world = FactWorld.synthetic(n_people=20)
+    >>> forget, retain = world.facts.split(forget=0.2, by="group", seed=0)
+    >>> model = tiny_model(tokenizer=world.tokenizer)                 # or ns.organism(world).bridge
+    >>> result = unlearn(model, forget, retain, method="gd", penalty=SSIUU(1e-3), max_steps=2,
+    ...                  target_forget_accuracy=None, progress=False)
+    >>> result.steps
+    2
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from typing import Any
 import torch
 
 from neuronscope.atomic import atomic_torch_save
+from neuronscope.deprecation import DeprecatedAlias
 from neuronscope.facts import Fact, FactSet, atomic_write_text
 from neuronscope.hooks import model_device
 from neuronscope.scoring import accuracy, batch_for, get_tokenizer
@@ -49,15 +61,18 @@ Metric = Callable[[Any, FactSet], float]
 
 @dataclass
 class UnlearnResult:
-    """The unlearned model, its training history and every setting used.
+    """The unlearned model (``bridge``; ``model`` is its deprecated old name), its training history
+    and every setting used.
 
     ``save(folder)`` writes ``model.pt`` (state dict), ``history.json`` and ``settings.json``
     atomically; ``UnlearnResult.load(folder, like=original_model)`` rebuilds it.
     """
 
-    model: Any
+    bridge: Any
     history: TrainHistory
     settings: dict = field(default_factory=dict)
+
+    model = DeprecatedAlias("bridge", "a bridge's own .model is the Hugging Face module")
 
     @property
     def forget_accuracy(self) -> float | None:
@@ -89,7 +104,7 @@ class UnlearnResult:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(folder / "model.pt",
-                          {k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+                          {k: v.detach().cpu() for k, v in self.bridge.state_dict().items()})
         self.history.save(folder / "history.json")
         atomic_write_text(folder / "settings.json", json.dumps(self.settings, indent=1))
         return folder
@@ -177,6 +192,7 @@ def unlearn(
     seed: int = 0,
     target_forget_accuracy: float | None = 0.0,
     metric: Metric | None = None,
+    eval_retain: bool = True,
     progress: bool = True,
     inplace: bool = False,
     retain_loss: str | None = None,
@@ -207,6 +223,10 @@ def unlearn(
             reaching it warns, and its repr says so.
         metric: ``metric(model, facts) -> float`` used for the forget and retain accuracies in
             the history and by the stop rule (default: greedy answer accuracy).
+        eval_retain: measure the retain accuracy at every evaluation (the default). False: only
+            the forget accuracy, which the stop rule reads, so a run that is measured on its
+            retain set afterwards anyway skips most of its evaluation cost (same steps, same
+            weights; the history then holds no ``retain_accuracy``).
         retain_loss: one of the method's ``retain_losses`` (GD and co.: ``"nll"`` or ``"kl"``).
         refusals: refusal answers for methods that need them (DPO; default: three phrases).
 
@@ -296,11 +316,11 @@ def unlearn(
     def evaluate(current: Any) -> dict[str, float]:
         if metric is None:
             metrics = {"forget_accuracy": accuracy(current, forget_batch)}
-            if retain_batch is not None:
+            if retain_batch is not None and eval_retain:
                 metrics["retain_accuracy"] = accuracy(current, retain_batch)
             return metrics
         metrics = {"forget_accuracy": float(metric(current, forget_set))}
-        if retain_set is not None:
+        if retain_set is not None and eval_retain:
             metrics["retain_accuracy"] = float(metric(current, retain_set))
         return metrics
 

@@ -70,14 +70,14 @@ class Anchor(Penalty):
 def test_custom_method_and_penalty_run_through_unlearn(tiny_org, forget_retain):
     forget, retain = forget_retain
     method = HalfAscent()
-    result = unlearn(tiny_org.model, forget, retain, method=method, penalty=[Anchor(10.0)],
+    result = unlearn(tiny_org.bridge, forget, retain, method=method, penalty=[Anchor(10.0)],
                      max_steps=3, target_forget_accuracy=None, progress=False)
     assert method.calls == 3 and result.settings["recipe"] == "half_ascent+anchor(lam=10)"
     first, second = result.history.steps[1], result.history.steps[2]
     assert first["loss_anchor"] == 0.0 and second["loss_anchor"] > 0
     assert second["loss"] == pytest.approx(second["loss_forget"] + 2.0 * second["loss_retain"]
                                            + second["loss_anchor"], rel=1e-5)
-    plain = unlearn(tiny_org.model, forget, retain, method=method, strength=1.0, max_steps=3,
+    plain = unlearn(tiny_org.bridge, forget, retain, method=method, strength=1.0, max_steps=3,
                     target_forget_accuracy=None, progress=False)
     assert plain.history.steps[1]["loss_forget"] == pytest.approx(
         2 * first["loss_forget"], rel=1e-5)
@@ -90,7 +90,7 @@ def test_registered_method_and_penalty_parse_in_recipes(tiny_org, forget_retain)
     try:
         recipe = parse_recipe("half_ascent_test+anchor_test(2.5)")
         assert recipe.penalties[0].lam == 2.5
-        result = unlearn(tiny_org.model, forget, retain, method=recipe, max_steps=1,
+        result = unlearn(tiny_org.bridge, forget, retain, method=recipe, max_steps=1,
                          target_forget_accuracy=None, progress=False)
         assert result.steps == 1 and "loss_anchor" in result.history.steps[1]
         with pytest.raises(ValueError, match="already registered"):
@@ -124,17 +124,17 @@ class NoLoss:
 def test_incomplete_method_objects_fail_before_any_step(tiny_org, forget_retain, method, match):
     forget, retain = forget_retain
     with pytest.raises(ValueError, match=match):
-        unlearn(tiny_org.model, forget, retain, method=method, progress=False)
+        unlearn(tiny_org.bridge, forget, retain, method=method, progress=False)
 
 
 def test_penalty_needing_retain_fails_without_one(tiny_org, forget_retain):
     forget, _ = forget_retain
     method = HalfAscent()
     with pytest.raises(ValueError, match=r"anchor.*retain"):
-        unlearn(tiny_org.model, forget, None, method="ga", penalty=Anchor(needs_retain=True),
+        unlearn(tiny_org.bridge, forget, None, method="ga", penalty=Anchor(needs_retain=True),
                 progress=False)
     with pytest.raises(ValueError, match="lacks"):
-        unlearn(tiny_org.model, forget, None, method="ga", penalty=object(), progress=False)
+        unlearn(tiny_org.bridge, forget, None, method="ga", penalty=object(), progress=False)
     assert method.calls == 0
 
 
@@ -157,12 +157,12 @@ def test_rmu_with_retain_rows_longer_than_the_forget_rows(gpt2_tiny):
 def test_a_missed_target_warns_and_shows_in_the_repr(tiny_org, forget_retain):
     forget, retain = forget_retain
     with pytest.warns(RuntimeWarning, match="above the target"):
-        result = unlearn(tiny_org.model, forget, retain, method="gd", max_steps=2,
+        result = unlearn(tiny_org.bridge, forget, retain, method="gd", max_steps=2,
                          target_forget_accuracy=0.0, progress=False)
     assert result.reached_target is False and "DID NOT REACH" in repr(result)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        free = unlearn(tiny_org.model, forget, retain, method="gd", max_steps=2,
+        free = unlearn(tiny_org.bridge, forget, retain, method="gd", max_steps=2,
                        target_forget_accuracy=None, progress=False)
     assert free.reached_target is None and "DID NOT" not in repr(free)
 
@@ -171,7 +171,7 @@ def test_a_missed_target_warns_and_shows_in_the_repr(tiny_org, forget_retain):
 def test_learning_rate_search_takes_the_lowest_rate_that_reaches(tiny_org, forget_retain):
     forget, retain = forget_retain
     grid = (1e-6, 3e-3, 1e-3)
-    result = unlearn(tiny_org.model, forget, retain, method="gd", lr="search", lr_grid=grid,
+    result = unlearn(tiny_org.bridge, forget, retain, method="gd", lr="search", lr_grid=grid,
                      max_steps=30, target_forget_accuracy=0.1, progress=False)
     search = result.settings["lr_search"]
     tried = {t["lr"]: t["reached"] for t in search["tried"]}
@@ -179,12 +179,12 @@ def test_learning_rate_search_takes_the_lowest_rate_that_reaches(tiny_org, forge
     assert search["chosen"] == 1e-3 == result.settings["hyperparameters"]["lr"]
     assert result.reached_target
     with pytest.warns(RuntimeWarning, match="no learning rate"):
-        miss = unlearn(tiny_org.model, forget, retain, method="gd", lr="search",
+        miss = unlearn(tiny_org.bridge, forget, retain, method="gd", lr="search",
                        lr_grid=(1e-7, 1e-6), max_steps=2, target_forget_accuracy=0.0,
                        progress=False)
     assert miss.settings["lr_search"]["chosen"] == 1e-6 and not miss.reached_target
     with pytest.raises(ValueError, match="lr"):
-        unlearn(tiny_org.model, forget, retain, lr="fast", progress=False)
+        unlearn(tiny_org.bridge, forget, retain, lr="fast", progress=False)
 
 
 def test_a_custom_metric_drives_the_history_and_the_stop(tiny_org, forget_retain):
@@ -195,15 +195,15 @@ def test_a_custom_metric_drives_the_history_and_the_stop(tiny_org, forget_retain
         seen.append(len(facts))
         return 0.5 * ns.accuracy(model, facts)
 
-    result = unlearn(tiny_org.model, forget, retain, method="gd", metric=halved,
+    result = unlearn(tiny_org.bridge, forget, retain, method="gd", metric=halved,
                      target_forget_accuracy=0.3, eval_every=1, max_steps=30, progress=False)
     first = result.history.steps[0]
-    assert first["forget_accuracy"] == pytest.approx(0.5 * ns.accuracy(tiny_org.model, forget))
+    assert first["forget_accuracy"] == pytest.approx(0.5 * ns.accuracy(tiny_org.bridge, forget))
     assert set(seen) == {len(forget), len(retain)}
     assert result.reached_target and result.forget_accuracy <= 0.3 + 1e-6
-    assert ns.accuracy(result.model, forget) > 0.3  # stopped by the halved metric, not accuracy
+    assert ns.accuracy(result.bridge, forget) > 0.3  # stopped by the halved metric, not accuracy
     with pytest.raises(ValueError, match="metric"):
-        unlearn(tiny_org.model, forget, retain, metric="accuracy", progress=False)
+        unlearn(tiny_org.bridge, forget, retain, metric="accuracy", progress=False)
 
 
 def test_the_core_branches_on_no_method_name():

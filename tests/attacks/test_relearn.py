@@ -101,7 +101,7 @@ def test_relearn_validates_before_training(tiny_org, forget_retain, monkeypatch)
     for bad in ({"steps": 0}, {"lr": -1.0}, {"batch_size": 2.5}, {"eval_every": 0}, {"p": 2},
                 {"original": 1.5}):
         with pytest.raises(ValueError):
-            relearn(tiny_org.model, forget=forget, retain=retain, **{**FAST, **bad})
+            relearn(tiny_org.bridge, forget=forget, retain=retain, **{**FAST, **bad})
     assert not called
 
 
@@ -131,7 +131,7 @@ def test_attack_trains_only_on_its_own_data(tiny_world, tiny_org, forget_retain,
 
     monkeypatch.setattr(relearn_module, "finetune", spy)
     plan = attack_plan(attack, forget, retain, p=0.3, seed=1, benign=tiny_world.benign)
-    relearn(tiny_org.model, attack=attack, forget=forget, retain=retain, p=0.3, seed=1,
+    relearn(tiny_org.bridge, attack=attack, forget=forget, retain=retain, p=0.3, seed=1,
             benign=tiny_world.benign, **{**FAST, "steps": 3})
     tokenizer = tiny_org.tokenizer
     a_rows = _rows(ns.tokenize(plan.train, tokenizer))
@@ -148,14 +148,14 @@ def test_attack_trains_only_on_its_own_data(tiny_world, tiny_org, forget_retain,
 # --- behaviour on the tiny organism ----------------------------------------------------------
 def test_relearn_curves_and_model_untouched(tiny_org, forget_retain):
     forget, retain = forget_retain
-    before = {k: v.clone() for k, v in tiny_org.model.state_dict().items()}
-    result = relearn(tiny_org.model, forget=forget, retain=retain, p=0.3, seed=0, **FAST)
-    after = tiny_org.model.state_dict()
+    before = {k: v.clone() for k, v in tiny_org.bridge.state_dict().items()}
+    result = relearn(tiny_org.bridge, forget=forget, retain=retain, p=0.3, seed=0, **FAST)
+    after = tiny_org.bridge.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert result.steps.tolist() == [0, 3, 6]
     assert result.eval_accuracy.shape == result.retain_accuracy.shape == (3,)
     assert len(result.loss) == 6
-    assert result.unlearned == pytest.approx(float(ns.accuracy(tiny_org.model, result_eval(result, forget))))
+    assert result.unlearned == pytest.approx(float(ns.accuracy(tiny_org.bridge, result_eval(result, forget))))
     assert result.attacked == pytest.approx(float(ns.accuracy(result.model, result_eval(result, forget))))
     assert result.retain_after == pytest.approx(float(ns.accuracy(result.model, retain)))
     assert any(not torch.equal(before[k], v) for k, v in result.model.state_dict().items())
@@ -168,8 +168,8 @@ def result_eval(result: RelearnResult, forget: FactSet) -> FactSet:
 
 def test_same_seed_same_numbers(tiny_org, forget_retain):
     forget, retain = forget_retain
-    one = relearn(tiny_org.model, forget=forget, retain=retain, seed=2, **FAST)
-    two = relearn(tiny_org.model, forget=forget, retain=retain, seed=2, **FAST)
+    one = relearn(tiny_org.bridge, forget=forget, retain=retain, seed=2, **FAST)
+    two = relearn(tiny_org.bridge, forget=forget, retain=retain, seed=2, **FAST)
     assert torch.equal(one.eval_accuracy, two.eval_accuracy) and torch.equal(one.loss, two.loss)
 
 
@@ -178,8 +178,8 @@ def test_oracle_stays_near_chance_and_original_remembers(tiny_world, tiny_org, t
     """The oracle never saw the forget facts: a harmful attack on part A cannot reveal part B.
     The original model knows B; the same attack on it keeps B far above the oracle."""
     forget, retain = forget_retain
-    result = relearn(tiny_oracle.model, forget=forget, retain=retain, p=0.3, seed=0,
-                     oracle=tiny_oracle.model, original=tiny_org.model,
+    result = relearn(tiny_oracle.bridge, forget=forget, retain=retain, p=0.3, seed=0,
+                     oracle=tiny_oracle.bridge, original=tiny_org.bridge,
                      **{**FAST, "steps": 20, "eval_every": 20, "lr": 3e-4})
     part_b = result_eval(result, forget)
     chance = tiny_world.chance(part_b)
@@ -189,7 +189,7 @@ def test_oracle_stays_near_chance_and_original_remembers(tiny_world, tiny_org, t
     # Identical attack, identical model: the control reproduces the run and excess is 0.
     assert torch.equal(result.oracle.eval_accuracy, result.eval_accuracy)
     assert result.metrics.excess_recovery == 0.0
-    on_original = relearn(tiny_org.model, forget=forget, retain=retain, p=0.3, seed=0,
+    on_original = relearn(tiny_org.bridge, forget=forget, retain=retain, p=0.3, seed=0,
                           **{**FAST, "steps": 20, "eval_every": 20, "lr": 3e-4})
     assert on_original.eval_ids == result.eval_ids
     assert on_original.attacked - result.oracle.attacked >= 0.5
@@ -211,9 +211,9 @@ def test_metric_identities():
 # --- results object -------------------------------------------------------------------------
 def test_result_save_load_and_views(tmp_path, tiny_org, tiny_oracle, forget_retain):
     forget, retain = forget_retain
-    result = relearn(tiny_org.model, attack="benign", forget=forget, retain=retain,
+    result = relearn(tiny_org.bridge, attack="benign", forget=forget, retain=retain,
                      benign=["two plus two makes four", "the number after one is two"],
-                     oracle=tiny_oracle.model, original=1.0, **FAST)
+                     oracle=tiny_oracle.bridge, original=1.0, **FAST)
     loaded = RelearnResult.load(result.save(tmp_path / "r.json"))
     for name in ("steps", "eval_accuracy", "retain_accuracy", "loss"):
         assert torch.equal(getattr(loaded, name), getattr(result, name))

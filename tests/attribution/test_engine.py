@@ -49,11 +49,11 @@ def _model(shape: str, hf_folders):
 
 
 @pytest.mark.parametrize("shape,method,quadrature,target", [
-    ("ln_gelu", "ig", "gauss-legendre", "prob"),
+    ("ln_gelu", "ig", "gauss_legendre", "prob"),
     ("ln_gelu", "ig", "riemann_trapezoid", "logprob"),
-    ("rms_gated_rotary", "ig", "gauss-legendre", "prob"),
-    ("rms_gated_rotary", "grad_x_act", "gauss-legendre", "logprob"),
-    ("gpt2", "ig", "gauss-legendre", "logprob"),
+    ("rms_gated_rotary", "ig", "gauss_legendre", "prob"),
+    ("rms_gated_rotary", "grad_x_act", "gauss_legendre", "logprob"),
+    ("gpt2", "ig", "gauss_legendre", "logprob"),
     ("gpt2", "ig", "riemann_middle", "logprob"),
 ])
 def test_engine_matches_reference(shape, method, quadrature, target, hf_folders):
@@ -98,7 +98,7 @@ def test_tiny_memory_budget_splits_steps_and_facts():
 
 def test_completeness_with_32_gauss_legendre_steps(tiny_org, tiny_world):
     facts = tiny_world.facts[:12]
-    attr = attribute(tiny_org.model, facts, steps=32, progress=False)
+    attr = attribute(tiny_org.bridge, facts, steps=32, progress=False)
     gap = (attr.target_input[:, None] - attr.target_baseline).abs()
     assert gap.max() > 0.05  # ablating a layer's prompt neurons changes P(answer)
     assert (attr.convergence_delta.abs() <= 1e-3 * gap + 1e-6).all()
@@ -227,10 +227,10 @@ def test_bad_facts_and_models_raise():
 
 def test_result_metadata(tiny_org, tiny_world):
     facts = tiny_world.facts[:3]
-    attr = attribute(tiny_org.model, facts, steps=4, layers=[1], progress=False)
+    attr = attribute(tiny_org.bridge, facts, steps=4, layers=[1], progress=False)
     assert isinstance(attr, NeuronAttribution)
     assert attr.fact_ids == facts.ids and attr.layers == [1]
-    assert (attr.method, attr.steps, attr.target, attr.quadrature) == ("ig", 4, "prob", "gauss-legendre")
+    assert (attr.method, attr.steps, attr.target, attr.quadrature) == ("ig", 4, "prob", "gauss_legendre")
     assert attr.scores.dtype == torch.float32 and attr.scores.device.type == "cpu"
     assert attr.convergence_delta.shape == (3, 1)
 

@@ -24,10 +24,10 @@ def _slow_logprob(model, fact, tokenizer):
 
 def test_batched_scores_match_one_by_one(tiny_org, tiny_world):
     facts = [f for f in tiny_world.facts if " " in f.answer][:3] + list(tiny_world.facts[:5])
-    logprob = ns.answer_logprob(tiny_org.model, facts, batch_size=3)
-    hits = ns.accuracy(tiny_org.model, facts, per_fact=True)
+    logprob = ns.answer_logprob(tiny_org.bridge, facts, batch_size=3)
+    hits = ns.accuracy(tiny_org.bridge, facts, per_fact=True)
     for i, fact in enumerate(facts):
-        ref, ok = _slow_logprob(tiny_org.model, fact, tiny_world.tokenizer)
+        ref, ok = _slow_logprob(tiny_org.bridge, fact, tiny_world.tokenizer)
         assert logprob[i].item() == pytest.approx(ref, abs=1e-4)
         assert bool(hits[i]) == ok
 
@@ -36,8 +36,8 @@ def test_accuracy_distinguishes_wrong_answers(tiny_org, tiny_world):
     fact = tiny_world.facts[0]
     relation = next(r for r in tiny_world.relations if r.name == fact.relation)
     wrong = next(v for v in relation.values if v != fact.answer)
-    assert ns.accuracy(tiny_org.model, [fact]) == 1.0
-    assert ns.accuracy(tiny_org.model, [ns.Fact(fact.prompt, wrong)]) == 0.0
+    assert ns.accuracy(tiny_org.bridge, [fact]) == 1.0
+    assert ns.accuracy(tiny_org.bridge, [ns.Fact(fact.prompt, wrong)]) == 0.0
 
 
 @pytest.mark.parametrize("shape", ["gpt2", "llama", "pythia"])
@@ -82,4 +82,4 @@ def test_prompt_longer_than_context_rejected(hf_folders):
 
 def test_unknown_word_rejected(tiny_org):
     with pytest.raises(ValueError, match="'Zanzibar'"):
-        ns.accuracy(tiny_org.model, [ns.Fact("Zanzibar was born in the city of", "Varno")])
+        ns.accuracy(tiny_org.bridge, [ns.Fact("Zanzibar was born in the city of", "Varno")])

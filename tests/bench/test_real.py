@@ -68,7 +68,7 @@ def test_bad_settings_fail_before_work(overrides, match):
 
 @pytest.mark.slow
 def test_tiny_real_run_resumes_from_its_stages(smollm2, tmp_path):
-    sample = Path(__file__).parent / "data_real_sample.jsonl"
+    sample = Path(__file__).parent.parent / "data_real_sample.jsonl"
     settings = dict(facts=str(sample), benign=None, methods=("gd",), min_forget=3, test_sample=3,
                     unlearn_lrs=(1e-4,), unlearn_steps=2, unlearn_eval_every=1, harmful=(0.3,),
                     harmful_lrs=(1e-5,), benign_lrs=(1e-6,), attack_steps=1, attack_eval_every=1,

@@ -2,7 +2,7 @@
 
 Usage (Debian: ``apt-get install -y chromium`` as root first)::
 
-    python benchmarks/screenshot_report.py out/report.html docs/img/report.png [--width 1400 --height 3000]
+    python tools/screenshot_report.py out/report.html docs/img/report.png [--width 1400 --height 3000]
 
 Chromium runs with no network features (no sync, no component updates, no QUIC), a throw-away
 profile, and a virtual-time budget so plotly has drawn every figure before the capture.

@@ -146,13 +146,13 @@ def test_site_ig_is_complete(models):
 def test_mlp_site_matches_the_fast_engine(tiny_org, forget_retain):
     forget, _ = forget_retain
     facts = list(forget)[:6]
-    fast = attribute(tiny_org.model, facts, steps=6, layers=[0, 1], progress=False)
-    general = attribute(tiny_org.model, facts, steps=6, layers=[0, 1], sites="mlp_post", progress=False)
+    fast = attribute(tiny_org.bridge, facts, steps=6, layers=[0, 1], progress=False)
+    general = attribute(tiny_org.bridge, facts, steps=6, layers=[0, 1], sites="mlp_post", progress=False)
     torch.testing.assert_close(general.scores, fast.scores, atol=1e-6, rtol=1e-4)
     torch.testing.assert_close(general.convergence_delta, fast.convergence_delta, atol=1e-5, rtol=1e-3)
-    extremes = attribute(tiny_org.model, facts, method="grad_x_act", layers=[0, 1], token_extremes=True,
+    extremes = attribute(tiny_org.bridge, facts, method="grad_x_act", layers=[0, 1], token_extremes=True,
                          progress=False)
-    plain = attribute(tiny_org.model, facts, method="grad_x_act", layers=[0, 1], progress=False)
+    plain = attribute(tiny_org.bridge, facts, method="grad_x_act", layers=[0, 1], progress=False)
     assert extremes.sites is None and extremes.token_max is not None
     torch.testing.assert_close(extremes.scores, plain.scores, atol=1e-6, rtol=1e-4)
     assert bool((extremes.token_max >= extremes.token_min).all())

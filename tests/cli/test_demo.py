@@ -45,7 +45,7 @@ def test_demo_tables_cover_every_method_and_attack(demo, tiny_org, forget_retain
     assert models == ["original", "oracle", *preset.methods]
     forget, _ = forget_retain
     original = result.tables["unlearning"][0]
-    assert original["forget"] == pytest.approx(float(ns.accuracy(tiny_org.model, forget)))
+    assert original["forget"] == pytest.approx(float(ns.accuracy(tiny_org.bridge, forget)))
     attacks = {(row["attack"], row["method"]) for row in result.tables["attacks"]}
     names = [f"harmful p={p}" for p in preset.attack_p] + ["benign"]
     assert attacks == {(a, m) for a in names for m in preset.methods}

@@ -235,7 +235,7 @@ def test_a_selection_of_no_parameter_fails_before_any_step(tiny_org, forget_reta
     forget, retain = forget_retain
     calls = []
     with pytest.raises(ValueError, match="params"):
-        unlearn(tiny_org.model, forget, retain, method="gd", penalty=SSIUU(params=params),
+        unlearn(tiny_org.bridge, forget, retain, method="gd", penalty=SSIUU(params=params),
                 callbacks=[lambda model, record: calls.append(record)], progress=False)
     assert not calls
 
@@ -243,15 +243,15 @@ def test_a_selection_of_no_parameter_fails_before_any_step(tiny_org, forget_reta
 def test_neuron_layers_out_of_range_fail_early(tiny_org, forget_retain):
     forget, retain = forget_retain
     with pytest.raises(ValueError, match="layer"):
-        unlearn(tiny_org.model, forget, retain, penalty=SSIUU(level="neuron", layers=[99]),
+        unlearn(tiny_org.bridge, forget, retain, penalty=SSIUU(level="neuron", layers=[99]),
                 progress=False)
 
 
 def test_ssiuu_in_a_run_records_a_penalty_from_step_two(tiny_org, forget_retain):
     forget, retain = forget_retain
-    result = unlearn(tiny_org.model, forget, retain, method="gd", penalty=SSIUU(1e-1),
+    result = unlearn(tiny_org.bridge, forget, retain, method="gd", penalty=SSIUU(1e-1),
                      max_steps=4, target_forget_accuracy=None, progress=False)
     values = [r["loss_ssiuu"] for r in result.history.steps if r["step"] > 0]
     assert values[0] == 0.0 and all(v > 0 for v in values[1:])
     assert result.settings["penalties"][0]["features"] == sum(
-        p.numel() for p in tiny_org.model.parameters() if p.requires_grad)
+        p.numel() for p in tiny_org.bridge.parameters() if p.requires_grad)

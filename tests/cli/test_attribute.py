@@ -6,7 +6,7 @@ import torch
 
 from neuronscope.attribution import NeuronAttribution
 from neuronscope.cli import main
-from tests.test_attribution import CHAR_FACTS
+from tests.attribution.test_engine import CHAR_FACTS
 
 
 def test_attribute_command_on_a_checkpoint(hf_folders, tmp_path, capsys):

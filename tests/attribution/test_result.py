@@ -7,8 +7,8 @@ import torch
 
 from neuronscope.attribution import NeuronAttribution, attribute
 from neuronscope.attribution.quadrature import quadrature_rule
+from tests.attribution.test_engine import TOKENIZER, word_facts
 from tests.conftest import make_native
-from tests.test_attribution import TOKENIZER, word_facts
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_to_pandas(attr):
 
 def test_repr(attr):
     text = repr(attr)
-    assert "ig (3 steps, gauss-legendre)" in text and "5 facts x 2 layers x 48 neurons" in text
+    assert "ig (3 steps, gauss_legendre)" in text and "5 facts x 2 layers x 48 neurons" in text
     assert "<table>" in attr._repr_html_()
 
 
@@ -88,12 +88,12 @@ def test_shape_checks():
 
 
 @pytest.mark.parametrize("name", ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",
-                                  "gauss-legendre"])
+                                  "gauss_legendre"])
 def test_quadrature_rules_integrate_polynomials(name):
     alphas, weights = quadrature_rule(name, 8)
     assert weights.sum().item() == pytest.approx(1.0)
     assert ((alphas >= 0) & (alphas <= 1)).all()
     # x^3 on [0, 1]: Gauss-Legendre exact, the Riemann rules within their O(1/n) or O(1/n^2) error
     estimate = float((weights * alphas**3).sum())
-    tolerance = 1e-12 if name == "gauss-legendre" else 0.07
+    tolerance = 1e-12 if name == "gauss_legendre" else 0.07
     assert estimate == pytest.approx(0.25, abs=tolerance)

@@ -16,7 +16,16 @@ It reports, summed over fact-neuron pairs: the growth of negative attribution
 already negative (deepening) and on pairs that crossed from >= 0 (crossing), and, over the
 pairs whose negative attribution grew, the sum of each term.
 
-    OMP_NUM_THREADS=1 python benchmarks/attribution_change_split.py --seeds 0 1 2
+Question: when unlearning grows negative attribution, does it move the activation ``h`` (which
+first-order SSIUU penalises) or the gradient ``g`` (which it does not)?
+
+Command (about 2 minutes single-threaded; writes the JSON the docs cite)::
+
+    OMP_NUM_THREADS=1 python studies/attribution_change_split.py --seeds 0 1 2 \
+        --json studies/results/attribution-change-split-tiny.json
+
+Cited in: ``docs/diagnostics.md`` ("Why: SSIUU holds the activation, the optimiser moves the
+gradient"); ``benchmarks/ssiuu_second_order.py`` imports its ``split`` and ``tiny_splits``.
 """
 
 from __future__ import annotations
@@ -69,14 +78,14 @@ def tiny_splits(seeds):
     retain, target)`` with target the oracle's forget accuracy (``hide_index_study.py``)."""
     world = ns.FactWorld.synthetic(n_people=60, seed=0)
     cache = "/tmp/hide_study_cache"
-    before = ns.organism(world, size="tiny", seed=0, cache=cache, progress=False).model
+    before = ns.organism(world, size="tiny", seed=0, cache=cache, progress=False).bridge
 
     def splits():
         for seed in seeds:
             forget, retain = world.facts.split(forget=0.2, by="group", seed=seed)
             oracle = ns.organism(world, size="tiny", seed=0, exclude=forget, cache=cache,
                                  progress=False)
-            yield seed, forget, retain, float(ns.accuracy(oracle.model, forget))
+            yield seed, forget, retain, float(ns.accuracy(oracle.bridge, forget))
 
     return before, splits()
 
@@ -100,7 +109,7 @@ def main() -> None:
                           penalty=SSIUU(lam, level="neuron") if lam is not None else None,
                           max_steps=300, target_forget_accuracy=target, tolerance=1e-6,
                           eval_every=1, seed=seed, progress=False)
-            row = {"seed": seed, "method": name, "steps": res.steps, **split(before, res.model, batch)}
+            row = {"seed": seed, "method": name, "steps": res.steps, **split(before, res.bridge, batch)}
             rows.append(row)
             print(f"| {seed} | {name} | {row['steps']} | {row['growth']:.2f} "
                   f"| {row['deepening']:.2f} / {row['crossing']:.2f} "

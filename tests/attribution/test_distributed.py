@@ -10,8 +10,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from neuronscope.attribution import NeuronAttribution, attribute
+from tests.attribution.test_engine import TOKENIZER, word_facts
 from tests.conftest import make_native
-from tests.test_attribution import TOKENIZER, word_facts
 
 SETTINGS = dict(steps=4, tokenizer=TOKENIZER, progress=False, batch_size=2)
 

@@ -108,8 +108,8 @@ def test_paper_diagnosis_on_sites_end_to_end(edited_llama, tmp_path):
 
 def test_logit_lens_last_layer_is_the_models_choice(tiny_org, tiny_world):
     facts = list(tiny_world.facts)[:40]
-    lens = logit_lens(tiny_org.model, facts, seed=1)
-    assert lens.layers == list(range(tiny_org.model.cfg.n_layers))
+    lens = logit_lens(tiny_org.bridge, facts, seed=1)
+    assert lens.layers == list(range(tiny_org.bridge.cfg.n_layers))
     torch.testing.assert_close(lens.margins[:, -1], lens.model_margins, atol=1e-4, rtol=1e-4)
     assert bool(((lens.margins[:, -1] > 0) == (lens.model_margins > 0)).all())
     assert lens.accuracy[-1] == pytest.approx(lens.model_accuracy)

@@ -85,20 +85,22 @@ def test_tables_show_mean_and_std(tmp_path):
     summary = {(s["method"], s["attack"]): s for s in result.summary()}
     assert summary[("gd", "benign")]["attacked"] == pytest.approx(0.6)
     path = result.save(tmp_path / "out")
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"robustness.json", "robustness.md",
-                                                                "robustness.html", "lambda-sweep.html"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"robustness.json", "robustness.md"}
+    figures = ns.plots.save_benchmark_figures(result, tmp_path / "out")
+    assert [p.name for p in figures] == ["robustness.html", "lambda-sweep.html"]
+    assert all(p.stat().st_size > 1000 for p in figures)
     sweep = {row["lambda"]: row for row in result.sweep_rows()}
     assert sorted(sweep) == [0.0, 0.01]
     # gd: attacked 0.5 / 0.7 over seeds, excess 0.4 on both; ssiuu: 0.2 / 0.4, excess 0.1
     assert sweep[0.0]["excess recovery, benign"] == pytest.approx(0.4)
     assert sweep[0.01]["excess recovery, harmful p=0.3"] == pytest.approx(0.1)
     assert sweep[0.01]["retain accuracy"] == pytest.approx(0.95)
-    names = [trace.name for trace in result.sweep_figure().data]
+    names = [trace.name for trace in ns.plots.benchmark_sweep(result).data]
     assert names == ["forget accuracy", "retain accuracy", "excess recovery, harmful p=0.3",
                      "excess recovery, benign"]
     loaded = RobustnessResult.load(path)
     assert loaded.to_dict() == result.to_dict()
-    assert len(result.figure().data) == 3
+    assert len(ns.plots.benchmark_bars(result).data) == 3
     assert "gd" in result._repr_html_() and "3 methods" in repr(result)
 
 

@@ -163,7 +163,7 @@ def finetune(model, facts, *, steps: int = 20, lr: float = 1e-3, batch_size: int
 @pytest.fixture(scope="module")
 def case(tiny_world, tiny_org, forget_retain):
     forget, retain = forget_retain
-    before = tiny_org.model
+    before = tiny_org.bridge
     layer = before.cfg.n_layers - 1
     neuron = idle_neuron(before, list(forget) + list(retain))
     keep = list(retain) + list(tiny_world.benign)[:300]
@@ -228,7 +228,7 @@ def test_verify_restores_the_hidden_facts_and_random_sets_do_not(case, hider_dia
                              control=case["retain"])
     assert mean.rebound_accuracy >= 0.5 and mean.p_accuracy <= 0.05
     with pytest.raises(ValueError, match="control facts"):
-        hider_diag.verify(before, hider, case["forget"], restore="control_mean")
+        hider_diag.verify(before, hider, case["forget"], restore="control_mean", control=[])
 
 
 def test_hider_is_flagged_against_a_control_fine_tune_too(case):
@@ -276,7 +276,7 @@ def test_patching_every_neuron_of_the_changed_layer_reproduces_the_other_model(t
     from neuronscope.diagnostics.patching import _chunks, _patch_from, mlp_activations, patched_scores
 
     forget, _ = forget_retain
-    before = tiny_org.model
+    before = tiny_org.bridge
     other = ns.copy_model(before)
     with torch.no_grad():
         weight = other.original_model.layers[1].mlp.fc_in.weight
@@ -311,16 +311,16 @@ def test_mismatched_models_raise(native_factory, tiny_org, forget_retain):
     with pytest.raises(ValueError, match="d_mlp"):
         check_compatible(two, wide, tokenizer="given")
     # the same network carrying another tokenizer (a bridge refuses to hold a second one)
-    model = tiny_org.model
+    model = tiny_org.bridge
     other = SimpleNamespace(cfg=model.cfg, hook_dict=model.hook_dict, original_model=model.original_model,
                             tokenizer=ns.WordTokenizer.from_texts(["a different world entirely"]))
     with pytest.raises(ValueError, match="different tokenizers"):
         diagnose(model, other, forget, control=retain, progress=False)
     stranger = [ns.Fact("Zyxwv Qqq was born in the city of", "Varno", subject="Zyxwv Qqq")]
     with pytest.raises(ValueError, match="cannot tokenise"):
-        diagnose(tiny_org.model, tiny_org.model, stranger, control=retain, progress=False)
+        diagnose(tiny_org.bridge, tiny_org.bridge, stranger, control=retain, progress=False)
     with pytest.raises(ValueError, match="control is empty"):
-        diagnose(tiny_org.model, tiny_org.model, forget, control=[], progress=False)
+        diagnose(tiny_org.bridge, tiny_org.bridge, forget, control=[], progress=False)
 
 
 def _char_facts(prefix: str, n: int):
@@ -412,7 +412,7 @@ def test_default_target_flags_hiders_in_every_layer(tiny_world, tiny_org, forget
     default target (log P) both are flagged first and restoring them brings the facts back.
     (Measured with target="prob", the old default: only the last-layer hider is flagged.)"""
     forget, retain = forget_retain
-    before = tiny_org.model
+    before = tiny_org.bridge
     facts = list(forget) + list(retain)
     planted = [(layer, _idle_in(before, facts, layer)) for layer in range(before.cfg.n_layers)]
     hider = plant_hiders(before, forget, list(retain) + list(tiny_world.benign)[:100], planted)

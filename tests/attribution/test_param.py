@@ -10,8 +10,8 @@ from neuronscope.attribution.reference import reference_param_x_grad
 from neuronscope.attribution.spec import AttributionSpec
 from neuronscope.models import copy_model, load_model
 from neuronscope.scoring import batch_for
+from tests.attribution.test_engine import CHAR_FACTS, TOKENIZER, word_facts
 from tests.conftest import make_native
-from tests.test_attribution import CHAR_FACTS, TOKENIZER, word_facts
 
 
 @pytest.mark.parametrize("shape", ["ln_gelu", "rms_gated_rotary", "gpt2"])
@@ -24,7 +24,7 @@ def test_param_x_grad_matches_parameter_gradients(shape, hf_folders):
     attr = attribute(model, facts, method="param_x_grad", target=target, tokenizer=tok, progress=False,
                      batch_size=2)
     assert attr.positions == "all" and attr.convergence_delta is None
-    spec = AttributionSpec.make(method="param_x_grad", steps=1, quadrature="gauss-legendre", target=target,
+    spec = AttributionSpec.make(method="param_x_grad", steps=1, quadrature="gauss_legendre", target=target,
                                 positions="all", baseline="zero")
     expected = reference_param_x_grad(copy_model(model), batch_for(model, facts, tok), attr.layers, spec)
     assert expected.abs().max() > 1e-4
