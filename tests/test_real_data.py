@@ -151,7 +151,7 @@ def test_subject_check_would_catch_a_mention(facts):
 
 
 def test_files_match_their_generator(facts, benign):
-    script = runpy.run_path(str(ROOT / "scripts" / "make_real_data.py"))
+    script = runpy.run_path(str(ROOT / "tools" / "data" / "make_real_data.py"))
     assert script["to_jsonl"](script["real_facts"]()) == FACTS_FILE.read_text(encoding="utf-8")
     assert script["to_jsonl"](script["benign_rows"]()) == BENIGN_FILE.read_text(encoding="utf-8")
 

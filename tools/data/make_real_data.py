@@ -4,7 +4,7 @@ Deterministic: distractors are drawn with ``random.Random(fact_id)``, so a rerun
 bytes (``tests/test_real_data.py`` checks that the shipped file matches this script's output).
 
 Run from the repository root:
-    python scripts/make_real_data.py
+    python tools/data/make_real_data.py
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import unicodedata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
+ROOT = HERE.parent.parent
+sys.path[:0] = [str(HERE), str(ROOT)]
 
 from benign_instructions import benign_rows  # noqa: E402
 from real_facts_tables import (  # noqa: E402
@@ -32,7 +33,7 @@ from real_facts_tables import (  # noqa: E402
 
 from neuronscope.atomic import atomic_write_text  # noqa: E402
 
-DATA = HERE.parent / "neuronscope" / "data"
+DATA = ROOT / "neuronscope" / "data"
 N_DISTRACTORS = 2
 
 #: landmarks whose names are plural ("the Petronas Towers are")
