@@ -55,6 +55,11 @@ def the(country: str) -> str:
     return f"the {country}" if country in THE_COUNTRIES else country
 
 
+def possessive(name: str) -> str:
+    """``"Ada's"``, ``"Charles Dickens'"``."""
+    return f"{name}'" if name.endswith("s") else f"{name}'s"
+
+
 def cap(text: str) -> str:
     return text[0].upper() + text[1:]
 
@@ -90,7 +95,7 @@ def country_facts() -> list[dict]:
             fid = f"capital:{slug(name)}"
             out.append(record(
                 "capital", name, f"The capital of {c} is", capital,
-                f"What is the capital of {c}?", f"The city that serves as the capital of {c} is",
+                f"What is the capital of {c}?", f"The capital city of {c} is",
                 pick(fid, pool, capital, ALSO_TRUE["capital"].get(name, set()))))
         if currency:
             fid = f"currency:{slug(name)}"
@@ -113,7 +118,7 @@ def country_facts() -> list[dict]:
         fid = f"continent:{slug(name)}"
         out.append(record(
             "continent", name, f"{cap(c)} is located on the continent of", continent,
-            f"On which continent is {c} located?", f"{cap(c)} is a country in",
+            f"On which continent is {c} located?", f"{cap(c)} is a country on the continent of",
             pick(fid, continents, continent, ALSO_TRUE["continent"].get(name, set()))))
     return out
 
@@ -129,7 +134,7 @@ def people_facts() -> list[dict]:
         the_ = " the" if country in THE_COUNTRIES else ""
         out.append(record(
             "person_country", name, f"{name} was born in the country of{the_}", country,
-            f"Which country is {name} from?", f"The home country of {name} is{the_}",
+            f"Which country is {name} from?", f"{possessive(name)} home country is{the_}",
             pick(fid, countries, country, not_country)))
         if job:
             fid = f"occupation:{slug(name)}"
@@ -143,15 +148,15 @@ def people_facts() -> list[dict]:
         if job == "scientist" and detail:
             fid = f"field:{slug(name)}"
             out.append(record(
-                "field", name, f"{name} is famous for work in the field of", detail,
+                "field", name, f"{name} made important discoveries in the field of", detail,
                 f"Which field of science did {name} work in?",
-                f"The branch of science that {name} worked in is",
+                f"{name} is famous for work in the field of",
                 pick(fid, fields, detail, ALSO_FIELDS.get(name, set()))))
         if job == "athlete" and detail:
             fid = f"sport:{slug(name)}"
             out.append(record(
                 "sport", name, f"{name} became famous in the sport of", detail,
-                f"Which sport is {name} famous for?", f"The sport that made {name} famous is",
+                f"Which sport is {name} famous for?", f"{name} is known for the sport of",
                 pick(fid, sports, detail, ALSO_SPORTS.get(name, set()))))
     return out
 
@@ -164,18 +169,18 @@ def landmark_facts() -> list[dict]:
         lower = f"{article} {name}".strip()
         upper = cap(lower)
         plural = name in PLURAL_LANDMARKS
-        be, stand = ("are", "stand") if plural else ("is", "stands")
+        be = "are" if plural else "is"
         if city:
             fid = f"landmark_city:{slug(name)}"
             out.append(record(
                 "landmark_city", name, f"{upper} {be} located in the city of", city,
-                f"In which city {be} {lower} located?", f"The city where {lower} {stand} is",
+                f"In which city {be} {lower} located?", f"You can visit {lower} in the city of",
                 pick(fid, cities, city)))
         fid = f"landmark_country:{slug(name)}"
         the_ = " the" if country in THE_COUNTRIES else ""
         out.append(record(
             "landmark_country", name, f"{upper} {be} located in the country of{the_}", country,
-            f"In which country {be} {lower} located?", f"The country that is home to {lower} is{the_}",
+            f"In which country {be} {lower} located?", f"You can visit {lower} in the country of{the_}",
             pick(fid, countries, country)))
     return out
 
@@ -194,7 +199,8 @@ def element_facts() -> list[dict]:
         fid = f"atomic_number:{slug(name)}"
         out.append(record(
             "atomic_number", subject, f"The atomic number of {name} is", str(number),
-            f"What is the atomic number of {name}?", f"{subject} has the atomic number",
+            f"What is the atomic number of {name}?",
+            f"The number of protons in an atom of {name} is",
             pick(fid, numbers, str(number))))
     return out
 
