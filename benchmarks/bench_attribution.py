@@ -34,7 +34,7 @@ import torch
 
 import neuronscope as ns
 from neuronscope.attribution import attribute
-from neuronscope.attribution.engine import EngineOptions, _Capture, _expand, _Readout, _unembed
+from neuronscope.attribution.engine import Capture, EngineOptions, Readout, expand_rows, unembed_rows
 from neuronscope.attribution.spec import position_mask
 from neuronscope.hooks import mlp_hook_name, n_layers
 from neuronscope.scoring import batch_for
@@ -110,7 +110,7 @@ def captum_per_layer(model: Any, facts: Any, layers: list[int], steps: int, meth
     batch = batch_for(model, facts)
     tokens = batch.tokens
     mask = position_mask(batch, "prompt")
-    readout = _Readout.of(batch, tokens.shape[1] - 1)
+    readout = Readout.of(batch, tokens.shape[1] - 1)
     scores = torch.zeros(len(batch), len(layers), model.cfg.d_mlp)
     for li, layer in enumerate(layers):
         name = mlp_hook_name(layer)
@@ -152,19 +152,19 @@ def bare_passes(model: Any, facts: Any, layers: list[int], steps: int,
     for rows in groups:
         sub = batch[rows]
         width = sub.tokens.shape[1] - 1
-        capture = _Capture(model, sub.tokens[:, :width], min(layers), layers)
-        prepared.append((sub, capture, _Readout.of(sub, width).repeat(steps), len(rows)))
+        capture = Capture(model, sub.tokens[:, :width], min(layers), layers)
+        prepared.append((sub, capture, Readout.of(sub, width).repeat(steps), len(rows)))
     start, cpu = time.perf_counter(), time.process_time()
     for layer in layers:
         out = model.blocks[layer].mlp._modules["out"]
         for _sub, capture, readout, n in prepared:
-            h = _expand(capture.acts[layer], n, steps).clone().requires_grad_(True)
+            h = expand_rows(capture.acts[layer], n, steps).clone().requires_grad_(True)
             with torch.no_grad():
                 base = capture.outputs[layer] - out(capture.acts[layer])
-            hidden = _expand(base, n, steps) + out(h)
+            hidden = expand_rows(base, n, steps) + out(h)
             if layer + 1 < n_layers(model):
                 hidden = capture.run_from(model, layer + 1, hidden, steps)
-            value = readout.logprob(_unembed(model, hidden, readout))
+            value = readout.logprob(unembed_rows(model, hidden, readout))
             value = value.exp() if target == "prob" else value
             torch.autograd.grad(value.sum(), h)
     return time.perf_counter() - start, time.process_time() - cpu

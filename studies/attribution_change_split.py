@@ -25,7 +25,7 @@ Command (about 2 minutes single-threaded; writes the JSON the docs cite)::
         --json studies/results/attribution-change-split-tiny.json
 
 Cited in: ``docs/diagnostics.md`` ("Why: SSIUU holds the activation, the optimiser moves the
-gradient"); ``benchmarks/ssiuu_second_order.py`` imports its ``split`` and ``tiny_splits``.
+gradient"); ``studies/ssiuu_second_order.py`` imports its ``split`` and ``tiny_splits``.
 """
 
 from __future__ import annotations

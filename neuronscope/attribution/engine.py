@@ -42,8 +42,9 @@ from neuronscope.attribution.spec import AttributionSpec, position_mask, target_
 from neuronscope.hooks import d_mlp, mlp_hook_name, model_device, n_layers
 from neuronscope.tokenization import FactBatch
 
-__all__ = ["EngineOptions", "RawAttribution", "bare_schedule", "bare_schedule_passes", "path_rule",
-           "plan_chunks", "run_chunk", "run_engine"]
+__all__ = ["Capture", "EngineOptions", "RawAttribution", "Readout", "bare_schedule",
+           "bare_schedule_passes", "expand_rows", "path_rule", "plan_chunks", "run_chunk",
+           "run_engine", "unembed_rows"]
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class RawAttribution:
 
 # --- answer read-out -------------------------------------------------------------------
 @dataclass
-class _Readout:
+class Readout:
     """Which (row, position) pairs predict an answer token, and that token."""
 
     rows: Int[Tensor, " pred"]
@@ -91,12 +92,12 @@ class _Readout:
     n_rows: int
 
     @classmethod
-    def of(cls, batch: FactBatch, width: int) -> _Readout:
+    def of(cls, batch: FactBatch, width: int) -> Readout:
         predicts = batch.answer_mask[:, 1 : width + 1]
         rows, pos = predicts.nonzero(as_tuple=True)
         return cls(rows, pos, batch.tokens[rows, pos + 1], len(batch))
 
-    def repeat(self, copies: int) -> _Readout:
+    def repeat(self, copies: int) -> Readout:
         """The read-out of each row repeated ``copies`` times (row-major: fact, copy)."""
         if copies == 1:
             return self
@@ -104,9 +105,9 @@ class _Readout:
         rows = (self.rows[:, None] * copies + offsets[None, :]).flatten()
         order = torch.argsort(rows, stable=True)
         expand = lambda t: t[:, None].expand(-1, copies).flatten()[order]  # noqa: E731
-        return _Readout(rows[order], expand(self.pos), expand(self.token), self.n_rows * copies)
+        return Readout(rows[order], expand(self.pos), expand(self.token), self.n_rows * copies)
 
-    def select(self, index: Int[Tensor, " row"]) -> _Readout:
+    def select(self, index: Int[Tensor, " row"]) -> Readout:
         """The read-out of rows whose facts are ``index`` (row ``r`` reads fact ``index[r]``)."""
         index = index.to(self.rows.device)
         counts = torch.bincount(self.rows, minlength=self.n_rows)
@@ -116,7 +117,7 @@ class _Readout:
         first_entry = torch.cumsum(per_row, 0) - per_row
         entry = starts[index][row_of_entry] + torch.arange(row_of_entry.numel(), device=index.device) \
             - first_entry[row_of_entry]
-        return _Readout(row_of_entry, self.pos[entry], self.token[entry], index.numel())
+        return Readout(row_of_entry, self.pos[entry], self.token[entry], index.numel())
 
     def logprob(self, logits: Float[Tensor, "pred vocab"]) -> Float[Tensor, " row"]:
         """Summed log-probability of the answer per row from logits at the read-out rows."""
@@ -140,7 +141,7 @@ def _row_index(n_facts: int, rows: int | Tensor, device: Any = None) -> Tensor:
     return torch.arange(n_facts, device=device).repeat_interleave(rows)
 
 
-def _expand(value: Any, n_facts: int, rows: int | Tensor) -> Any:
+def expand_rows(value: Any, n_facts: int, rows: int | Tensor) -> Any:
     """Per-fact tensors (dim 0 == n_facts, ndim >= 2) taken row by row: ``rows`` copies of
     each fact (fact-major) or the facts named by an index tensor."""
     if isinstance(value, Tensor):
@@ -153,7 +154,7 @@ def _expand(value: Any, n_facts: int, rows: int | Tensor) -> Any:
             return value.repeat_interleave(rows, 0)
         return value.index_select(0, rows.to(value.device))
     if isinstance(value, (list, tuple)) and not _is_cache(value):
-        return type(value)(_expand(v, n_facts, rows) for v in value)
+        return type(value)(expand_rows(v, n_facts, rows) for v in value)
     return value
 
 
@@ -167,8 +168,8 @@ class _BlockCall:
     residual: Tensor
 
     def call(self, block: torch.nn.Module, hidden: Tensor, n_facts: int, rows: int | Tensor) -> Tensor:
-        args = tuple(None if _is_cache(a) else _expand(a, n_facts, rows) for a in self.args)
-        kwargs = {k: (False if k == "use_cache" else None if _is_cache(v) else _expand(v, n_facts, rows))
+        args = tuple(None if _is_cache(a) else expand_rows(a, n_facts, rows) for a in self.args)
+        kwargs = {k: (False if k == "use_cache" else None if _is_cache(v) else expand_rows(v, n_facts, rows))
                   for k, v in self.kwargs.items()}
         if self.hidden_in_args:
             args = (hidden, *args[1:])
@@ -178,7 +179,7 @@ class _BlockCall:
         return out[0] if isinstance(out, (tuple, list)) else out
 
 
-class _Capture:
+class Capture:
     """One ordinary forward pass that records each needed block's input and arguments and
     the MLP activations of the attributed layers."""
 
@@ -231,7 +232,9 @@ class _Capture:
         return hidden
 
 
-def _unembed(model: Any, final: Float[Tensor, "row seq d_model"], readout: _Readout) -> Tensor:
+def unembed_rows(model: Any, final: Float[Tensor, "row seq d_model"], readout: Readout) -> Tensor:
+    """The logits of the answer-predicting rows only: ``final`` picked at the read-out's (row, position)
+    pairs, through the final norm and the unembedding."""
     picked = final[readout.rows, readout.pos]
     return model.unembed(model.ln_final(picked[None]))[0]
 
@@ -310,10 +313,10 @@ def run_chunk(model: Any, batch: FactBatch, layers: Sequence[int], spec: Attribu
     width = int(batch.lengths.max()) - 1 if opts.trim_padding else full_width - 1
     tokens = batch.tokens[:, :width]
     mask = position_mask(batch, spec.positions)[:, :width].to(device)
-    readout = _Readout.of(batch, width)
+    readout = Readout.of(batch, width)
     first = min(layers)
     cached = opts.cache_residual and mode != "full"
-    capture = _Capture(model, tokens, first if cached else n_layers(model), layers)
+    capture = Capture(model, tokens, first if cached else n_layers(model), layers)
     target_input = target_value(readout.from_full(capture.logits), spec.target)
     if mode is None:  # decided on a few facts (a probe costs two copies of each row, three ways)
         probe = slice(0, min(n_facts, 4))
@@ -321,8 +324,8 @@ def run_chunk(model: Any, batch: FactBatch, layers: Sequence[int], spec: Attribu
         small_width = int(small.lengths.max()) - 1 if opts.trim_padding else width
         small_tokens = small.tokens[:, :small_width]
         small_capture = capture if n_facts <= 4 and small_width == width and cached else \
-            _Capture(model, small_tokens, first, layers)
-        mode = _choose_mode(model, small_capture, first, _Readout.of(small, small_width),
+            Capture(model, small_tokens, first, layers)
+        mode = _choose_mode(model, small_capture, first, Readout.of(small, small_width),
                             mask[probe, :small_width], small_tokens, opts)
     n_neuron = d_mlp(model)
     scores = torch.zeros(n_facts, len(layers), n_neuron, device=device)
@@ -354,7 +357,7 @@ class _LayerRun:
     """The passes of one chunk: targets (forward only) and gradients at any (fact, alpha) rows,
     split into parts of at most ``rows_fit`` rows."""
 
-    def __init__(self, model: Any, capture: _Capture, readout: _Readout, mask: Tensor, tokens: Tensor,
+    def __init__(self, model: Any, capture: Capture, readout: Readout, mask: Tensor, tokens: Tensor,
                  opts: EngineOptions, target: str, mode: str, rows_fit: int) -> None:
         self.model, self.capture, self.readout, self.mask, self.tokens = model, capture, readout, mask, tokens
         self.opts, self.target, self.mode, self.rows_fit = opts, target, mode, rows_fit
@@ -444,8 +447,8 @@ def _scaled_leaf(h: Tensor, alpha_rows: Tensor, mask_rows: Tensor) -> Tensor:
     return (h * scale[..., None]).requires_grad_(torch.is_grad_enabled())
 
 
-def _forward(model: Any, capture: _Capture, layer: int, rows: Tensor, alpha_rows: Tensor, mask: Tensor,
-             readout: _Readout, tokens: Tensor, opts: EngineOptions, target: str,
+def _forward(model: Any, capture: Capture, layer: int, rows: Tensor, alpha_rows: Tensor, mask: Tensor,
+             readout: Readout, tokens: Tensor, opts: EngineOptions, target: str,
              mode: str) -> tuple[Tensor, Tensor]:
     """Target per row (row ``r`` is fact ``rows[r]``) with layer ``layer`` scaled by
     ``alpha_rows``, and the scaled activations (the leaf the gradient is taken at)."""
@@ -454,7 +457,7 @@ def _forward(model: Any, capture: _Capture, layer: int, rows: Tensor, alpha_rows
     mask_rows = mask.index_select(0, rows)
 
     def expand(t: Tensor) -> Tensor:
-        return _expand(t, n_facts, rows)
+        return expand_rows(t, n_facts, rows)
 
     logits = final = None
     if mode == "shortcut":
@@ -480,7 +483,7 @@ def _forward(model: Any, capture: _Capture, layer: int, rows: Tensor, alpha_rows
                 logits = model(tokens.index_select(0, rows))
         leaf = store["leaf"]
     if final is not None:
-        logits = (_unembed(model, final, reps) if opts.answer_logits_only
+        logits = (unembed_rows(model, final, reps) if opts.answer_logits_only
                   else model.unembed(model.ln_final(final)))
     elif opts.answer_logits_only:
         logits = logits[reps.rows, reps.pos]
@@ -488,7 +491,7 @@ def _forward(model: Any, capture: _Capture, layer: int, rows: Tensor, alpha_rows
     return target_value(logp, target), leaf
 
 
-def _choose_mode(model: Any, capture: _Capture, first: int, readout: _Readout, mask: Tensor, tokens: Tensor,
+def _choose_mode(model: Any, capture: Capture, first: int, readout: Readout, mask: Tensor, tokens: Tensor,
                  opts: EngineOptions) -> str:
     """The fastest mode that reproduces the model's own forward pass on this chunk: the
     shortcut / block paths must give the full path's target with the layer scaled (checked
@@ -518,8 +521,8 @@ def _choose_mode(model: Any, capture: _Capture, first: int, readout: _Readout, m
     expected = capture.logits[twice.rows // 2, twice.pos]
     try:
         with torch.no_grad():
-            hidden = _expand(capture.calls[first].residual, readout.n_rows, 2)
-            direct = _unembed(model, capture.run_from(model, first, hidden, 2), twice)
+            hidden = expand_rows(capture.calls[first].residual, readout.n_rows, 2)
+            direct = unembed_rows(model, capture.run_from(model, first, hidden, 2), twice)
     except Exception as error:  # blocks that cannot be called alone
         warnings.warn(f"attribution: blocks cannot be run directly ({error!r}); using full forward passes",
                       stacklevel=4)
@@ -619,26 +622,26 @@ def bare_schedule(model: Any, batch: FactBatch, layers: Sequence[int], steps: In
     for facts in groups:
         sub = batch[facts].to(device)
         width = sub.tokens.shape[1] - 1
-        capture = _Capture(model, sub.tokens[:, :width], min(layers), layers)
-        readout = _Readout.of(sub, width)
+        capture = Capture(model, sub.tokens[:, :width], min(layers), layers)
+        readout = Readout.of(sub, width)
         for li, layer in enumerate(layers):
             counts = steps[facts, li].to(device)
             if int(counts.sum()) == 0:
                 continue
             rows = torch.arange(len(facts), device=device).repeat_interleave(counts)
 
-            def run(layer: int = layer, rows: Tensor = rows, capture: _Capture = capture,
-                    readout: _Readout = readout) -> None:
+            def run(layer: int = layer, rows: Tensor = rows, capture: Capture = capture,
+                    readout: Readout = readout) -> None:
                 out = model.blocks[layer].mlp._modules["out"]
                 h = capture.acts[layer]
-                leaf = _expand(h, h.shape[0], rows).clone().requires_grad_(True)
+                leaf = expand_rows(h, h.shape[0], rows).clone().requires_grad_(True)
                 with torch.no_grad():
                     base = capture.outputs[layer] - out(h)
-                hidden = _expand(base, h.shape[0], rows) + out(leaf)
+                hidden = expand_rows(base, h.shape[0], rows) + out(leaf)
                 if layer + 1 < n_layers(model):
                     hidden = capture.run_from(model, layer + 1, hidden, rows)
                 reps = readout.select(rows)
-                value = target_value(reps.logprob(_unembed(model, hidden, reps)), target)
+                value = target_value(reps.logprob(unembed_rows(model, hidden, reps)), target)
                 torch.autograd.grad(value.sum(), leaf)
 
             runs.append(run)

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from neuronscope.attribution.engine import RawAttribution, _Readout
+from neuronscope.attribution.engine import RawAttribution, Readout
 from neuronscope.attribution.spec import AttributionSpec, target_value
 from neuronscope.hooks import d_mlp, model_device
 from neuronscope.tokenization import FactBatch
@@ -79,7 +79,7 @@ def param_x_grad(model: Any, batch: FactBatch, layers: Sequence[int], spec: Attr
         width = int(sub.lengths.max()) - 1
         tokens = sub.tokens[:, :width]
         mask = sub.attention_mask[:, :width]
-        readout = _Readout.of(sub, width)
+        readout = Readout.of(sub, width)
         seen: dict[str, Tensor] = {}
 
         def make_leaf(act: Tensor, hook: Any) -> Tensor:

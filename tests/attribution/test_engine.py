@@ -154,7 +154,7 @@ def test_no_hooks_left_after_an_exception(monkeypatch):
     model = make_native("ln_gelu", d_vocab=len(TOKENIZER), seed=7)
     before = all_hooks(model)
     calls = {"n": 0}
-    original = engine._unembed
+    original = engine.unembed_rows
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -162,7 +162,7 @@ def test_no_hooks_left_after_an_exception(monkeypatch):
             raise RuntimeError("boom")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "_unembed", failing)
+    monkeypatch.setattr(engine, "unembed_rows", failing)
     with pytest.raises(RuntimeError, match="boom"):
         attribute(model, word_facts(3), tokenizer=TOKENIZER, steps=2, progress=False)
     assert all_hooks(model) == before

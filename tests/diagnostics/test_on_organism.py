@@ -353,7 +353,7 @@ def test_llama_checkpoint_folder_end_to_end(hf_folders, tmp_path):
 
 
 # GA against GD + SSIUU (issue 6) is a research question, not a behaviour: it is measured by
-# benchmarks/hide_index_study.py (results in benchmarks/results/hide-index-tiny-*.json, cited in
+# studies/hide_index_study.py (results in studies/results/hide-index-tiny-*.json, cited in
 # docs/research-log.md), not asserted here.
 
 

@@ -9,10 +9,10 @@ real-model preset). Facts: "The capital of X is" for capitals the model answers 
 8 are forgotten, the others retained (and used as the control facts).
 
 Run (one thread, about 40 minutes on a shared machine):
-    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/paper_diagnostics_smollm2.py
+    OMP_NUM_THREADS=1 PYTHONPATH=. python studies/paper_diagnostics_smollm2.py
 (``--lr 5e-5``: GD reached forget accuracy 0 in 2 steps with retain accuracy 0 as well;
 that run's GD row is kept in ``results/paper-diagnostics-smollm2-lr5e-5-gd.json``.)
-Writes ``benchmarks/results/paper-diagnostics-smollm2.json`` after each stage (atomically);
+Writes ``studies/results/paper-diagnostics-smollm2.json`` after each stage (atomically);
 cited in ``docs/diagnostics.md``.
 """
 
@@ -53,7 +53,7 @@ def run(path: str = "/work/smollm2/hf", n_forget: int = 8, seed: int = 0, lr: fl
     forget = ns.FactSet([known[i] for i in order[:n_forget]])
     retain = ns.FactSet([known[i] for i in order[n_forget:]])
     everything = list(forget) + list(retain)
-    command = "OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/paper_diagnostics_smollm2.py"
+    command = "OMP_NUM_THREADS=1 PYTHONPATH=. python studies/paper_diagnostics_smollm2.py"
     record: dict = {"command": command,
                     "model": path, "forget": forget.ids, "retain": retain.ids, "lr": lr,
                     "max_steps": max_steps, "seed": seed, "m": m, "sites": SITES, "runs": []}

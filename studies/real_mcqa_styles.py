@@ -6,8 +6,8 @@ chat template, the option as the reply; ``letters``: the paper's instruction tem
 among listed options). Greedy exact-match accuracy is given beside them. Chance is 1/3.
 
 Usage:
-    OMP_NUM_THREADS=1 python benchmarks/real_mcqa_styles.py --n 90 \
-        --out benchmarks/results/real-mcqa-styles.json
+    OMP_NUM_THREADS=1 python studies/real_mcqa_styles.py --n 90 \
+        --out studies/results/real-mcqa-styles.json
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
     torch.set_num_threads(1)
     model = ns.pretrained("smollm2-135m-instruct", device="cpu")
     facts = sample_groups(ns.real_facts(), args.n, seed=args.seed)
-    record = {"command": f"OMP_NUM_THREADS=1 python benchmarks/real_mcqa_styles.py --n {args.n} "
+    record = {"command": f"OMP_NUM_THREADS=1 python studies/real_mcqa_styles.py --n {args.n} "
                          f"--seed {args.seed}", "n_facts": len(facts), "chance": 1 / 3, "accuracy": {},
               "cpu_seconds": {}}
     start = time.process_time()

@@ -13,7 +13,7 @@ It unlearns the tiny organism to the oracle's forget accuracy (the protocol of
 and prints the hide index (IG, 8 steps, ``logprob`` and ``prob``), the attribution-change
 split and the steps.
 
-    OMP_NUM_THREADS=1 python benchmarks/ssiuu_second_order.py --seeds 0 1 2
+    OMP_NUM_THREADS=1 python studies/ssiuu_second_order.py --seeds 0 1 2
 """
 
 from __future__ import annotations

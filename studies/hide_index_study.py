@@ -11,7 +11,7 @@ forget / retain accuracy, the median P(answer) on the forget facts, the hide ind
 the per-neuron means), and the number of flags (control = retain facts).
 
 Run (one thread; the machine is shared):
-    OMP_NUM_THREADS=1 python benchmarks/hide_index_study.py --size tiny --seeds 0 1 2
+    OMP_NUM_THREADS=1 python studies/hide_index_study.py --size tiny --seeds 0 1 2
 
 Example:
     >>> rows = study(size="tiny", seeds=[0], methods=["ga"])   # doctest: +SKIP

@@ -7,7 +7,7 @@ forget set (``--by``: whole families by default), the forget-accuracy target (``
 and p=0.3 (40 steps, lr 3e-4, batch 16, as the benchmark). Prints one JSON line per run:
 steps, forget / retain accuracy, and excess recovery over the oracle.
 
-    OMP_NUM_THREADS=1 python benchmarks/robustness_variants.py --method ga --target chance \\
+    OMP_NUM_THREADS=1 python studies/robustness_variants.py --method ga --target chance \\
         --variants '[{"lr": 1e-3, "eval_every": 1}, {"lr": 1e-4, "max_steps": 600}]'
 """
 

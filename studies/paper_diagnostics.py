@@ -10,8 +10,8 @@ Algorithm 1 (``penalty=SSIUU(lam)``: parameter level, P) at lambda 1e-3 (the pap
 value), 0.1 and 1, and the neuron-level penalty at lambda 0.1 (``SSIUU(0.1, level="neuron")``).
 
 Run (one thread; the machine is shared; about 5 minutes):
-    OMP_NUM_THREADS=1 python benchmarks/paper_diagnostics.py --seeds 0
-Writes ``benchmarks/results/paper-diagnostics-tiny.json`` after each run (atomically);
+    OMP_NUM_THREADS=1 python studies/paper_diagnostics.py --seeds 0
+Writes ``studies/results/paper-diagnostics-tiny.json`` after each run (atomically);
 cited in ``docs/diagnostics.md``.
 """
 
@@ -50,7 +50,7 @@ def run(seeds=(0,), cache: str = "/tmp/hide_study_cache", control_max: int = 60,
     sites = _sites(before)
     paper_opts = {"method": "grad_x_act", "target": "prob", "sites": sites, "token_extremes": True,
                   "progress": False}
-    record = {"command": "OMP_NUM_THREADS=1 python benchmarks/paper_diagnostics.py --seeds "
+    record = {"command": "OMP_NUM_THREADS=1 python studies/paper_diagnostics.py --seeds "
                          + " ".join(map(str, seeds)), "sites": sites, "m": m, "module_m": module_m,
               "attack_p": attack_p, "runs": []}
     for seed in seeds:

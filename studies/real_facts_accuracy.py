@@ -6,7 +6,7 @@ answer log-probability after the completion prompt (answer vs its two distractor
 likelihood reading, not the instruction-template MCQA of the paper). Writes JSON with the numbers
 per relation and the ids of the facts right on all three.
 
-    OMP_NUM_THREADS=1 python benchmarks/real_facts_accuracy.py --model /work/smollm2/hf
+    OMP_NUM_THREADS=1 python studies/real_facts_accuracy.py --model /work/smollm2/hf
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ exactly: the check that the join is sound. Writes ``robustness.json``, ``robustn
 ``robustness.html``, ``lambda-sweep.html`` and ``ssiuu-vs-gd.md`` (per SSIUU recipe, the
 seed-by-seed change of excess recovery against GD) to ``--out``.
 
-    python benchmarks/ssiuu_results_merge.py --old docs/results/robustness.json \\
+    python studies/ssiuu_results_merge.py --old docs/results/robustness.json \\
         --new runs/gd-s0/robustness.json runs/gd-s1/robustness.json --out docs/results
 """
 
