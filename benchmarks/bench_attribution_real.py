@@ -50,7 +50,7 @@ FACTS = [("The capital of France is", " Paris"), ("The capital of Germany is", "
          ("Water freezes at zero degrees", " Celsius"), ("The opposite of hot is", " cold"),
          ("The capital of Japan is", " Tokyo"), ("The chemical symbol for gold is", " Au"),
          ("The first president of the United States was George", " Washington")]
-MODELS = {"smollm2": "/work/smollm2/hf"}
+MODELS = {"smollm2": "smollm2-135m-instruct"}  # ns.pretrained names; anything else is a folder
 LADDER = (4, 8, 16, 32, 64, 128, 256)
 
 
@@ -115,8 +115,8 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    folder = MODELS.get(args.model, args.model)
-    model = ns.load_model(folder)
+    model = (ns.pretrained(MODELS[args.model], device="cpu") if args.model in MODELS
+             else ns.load_model(args.model))
     facts = FactSet([Fact(p, a, id=f"f{i}") for i, (p, a) in enumerate(FACTS[: args.facts])])
     layers = list(range(model.cfg.n_layers))
     header = {"command": " ".join(["OMP_NUM_THREADS=1 python", *sys.argv]), "model": folder,

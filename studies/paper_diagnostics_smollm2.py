@@ -43,9 +43,9 @@ CAPITALS = {"France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "M
 SITES = ["q", "k", "v", "o", "gate", "up", "mlp_post", "down"]
 
 
-def run(path: str = "/work/smollm2/hf", n_forget: int = 8, seed: int = 0, lr: float = 1e-5,
+def run(path: str = "smollm2-135m-instruct", n_forget: int = 8, seed: int = 0, lr: float = 1e-5,
         max_steps: int = 40, m: int = 100, out: Path = OUT) -> dict:
-    model = ns.load_model(path)
+    model = ns.pretrained(path, device="cpu") if not Path(path).is_dir() else ns.load_model(path)
     facts = [ns.Fact(f"The capital of {c} is", a, subject=c, relation="capital", id=c)
              for c, a in CAPITALS.items()]
     known = [f for f, hit in zip(facts, ns.accuracy(model, facts, per_fact=True), strict=True) if hit]
@@ -109,7 +109,8 @@ def run(path: str = "/work/smollm2/hf", n_forget: int = 8, seed: int = 0, lr: fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--path", default="/work/smollm2/hf")
+    parser.add_argument("--path", default="smollm2-135m-instruct",
+                        help="an ns.pretrained name or a Hugging Face folder")
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--max-steps", type=int, default=40)
     parser.add_argument("--out", type=Path, default=OUT)

@@ -6,7 +6,7 @@ answer log-probability after the completion prompt (answer vs its two distractor
 likelihood reading, not the instruction-template MCQA of the paper). Writes JSON with the numbers
 per relation and the ids of the facts right on all three.
 
-    OMP_NUM_THREADS=1 python studies/real_facts_accuracy.py --model /work/smollm2/hf
+    OMP_NUM_THREADS=1 python studies/real_facts_accuracy.py --model smollm2-135m-instruct
 """
 
 from __future__ import annotations
@@ -30,14 +30,16 @@ OUT = Path(__file__).resolve().parent / "results" / "real-facts-accuracy-smollm2
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="/work/smollm2/hf")
+    parser.add_argument("--model", default="smollm2-135m-instruct",
+                        help="an ns.pretrained name or a Hugging Face folder")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     start = time.process_time()
-    model = ns.load_model(args.model)
+    model = (ns.load_model(args.model) if Path(args.model).is_dir()
+             else ns.pretrained(args.model, device="cpu"))
     facts = ns.FactSet.from_jsonl(DATA)
     paraphrased = ns.FactSet(dataclasses.replace(f, prompt=f.meta["paraphrase"]) for f in facts)
     greedy = ns.accuracy(model, facts, per_fact=True, batch_size=args.batch_size)

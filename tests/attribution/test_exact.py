@@ -4,14 +4,11 @@ tiny Llama-shaped model with grouped-query attention and a curved path, and on S
 
 from __future__ import annotations
 
-import os
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 
-import neuronscope as ns
 from neuronscope import Fact, FactSet
 from neuronscope.attribution import NeuronAttribution, attribute
 from neuronscope.attribution.adaptive import PanelPath, PathRule, allowance
@@ -21,7 +18,6 @@ from tests.conftest import save_hf_model
 
 FACTS = FactSet([Fact("ab c", "de", id="a"), Fact("xyz w", "q", id="b"), Fact("hello", "wor ld", id="c"),
                  Fact("k", "mn", id="d")])
-SMOLLM2 = Path(os.environ.get("NEURONSCOPE_SMOLLM2", "/work/smollm2/hf"))
 
 
 @pytest.fixture(scope="module")
@@ -167,14 +163,6 @@ def test_engine_equals_bare_schedule_rows(curved_llama, one_thread):
                      _options=EngineOptions(panel_points=2, initial_panels=3))
     assert attr.meta["grad_rows"] == int(attr.steps_used.sum())
     assert int(attr.steps_used.min()) == 6
-
-
-@pytest.fixture(scope="session")
-def smollm2():
-    """SmolLM2-135M-Instruct converted to a Hugging Face folder (see the real-model issue)."""
-    if not (SMOLLM2 / "config.json").exists():
-        pytest.skip(f"no converted SmolLM2 at {SMOLLM2}")
-    return ns.load_model(str(SMOLLM2))
 
 
 @pytest.mark.slow
