@@ -193,10 +193,7 @@ def gpt2_shaped(world: Any, seed: int = 0) -> Any:
     with tempfile.TemporaryDirectory() as folder:
         config.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
-        from neuronscope.models import _bridge_class
-
-        model = _bridge_class().boot_transformers(folder, hf_model=hf_model,
-                                                  device="cpu")
+        model = ns.load_model(folder, hf_model=hf_model, device="cpu")
     model.eval()
     return model
 

@@ -119,7 +119,7 @@ def main() -> None:
              else ns.load_model(args.model))
     facts = FactSet([Fact(p, a, id=f"f{i}") for i, (p, a) in enumerate(FACTS[: args.facts])])
     layers = list(range(model.cfg.n_layers))
-    header = {"command": " ".join(["OMP_NUM_THREADS=1 python", *sys.argv]), "model": folder,
+    header = {"command": " ".join(["OMP_NUM_THREADS=1 python", *sys.argv]), "model": args.model,
               "facts": [f.prompt + f.answer for f in facts], "target": args.target, "threads": 1,
               "clock": "process CPU seconds, one thread", "torch": torch.__version__,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)"}

@@ -16,7 +16,9 @@ PACKAGE = ROOT / "neuronscope"
 OPTIONAL = {"pandas", "captum", "gguf", "kaleido", "matplotlib", "IPython"}
 # One deliberate exception: TransformerLens loads in ~2 s, so the package imports it only where a
 # model is booted (models.py), keeping `import neuronscope` and `neuronscope --help` fast.
-DEFERRED = {("neuronscope/models.py", "transformer_lens")}
+DEFERRED = {("neuronscope/models.py", "transformer_lens"),
+            # transformers' GGUF reader and model classes load only when a GGUF file is converted
+            ("neuronscope/gguf.py", "transformers")}
 DRAWING = ("plotly",)
 MAY_DRAW = ("neuronscope/plots/", "neuronscope/report.py")
 # Scripts owned by other branches at the time this check was written; they still import
