@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from neuronscope.attribution.adaptive import allowance
 from neuronscope.attribution.distributed import (
@@ -53,6 +52,7 @@ from neuronscope.attribution.sites import SITES, resolve_sites
 from neuronscope.attribution.spec import METHODS, POSITIONS, TARGETS, AttributionSpec
 from neuronscope.facts import Fact, FactSet
 from neuronscope.hooks import check_layers, mlp_hook_names
+from neuronscope.progress import progress_bar
 from neuronscope.scoring import batch_for
 
 __all__ = ["METHODS", "POSITIONS", "QUADRATURES", "SITES", "TARGETS", "AttributionSpec", "EngineOptions",
@@ -259,8 +259,8 @@ def _attribute_sites(model: Any, facts: Iterable[Fact], spec: AttributionSpec, *
             method=spec.method, steps=n, quadrature="gauss_legendre", target=spec.target,
             positions=spec.positions, baseline=spec.baseline, tolerance=spec.tolerance,
             max_steps=spec.max_steps)
-        with _eval_mode(model), tqdm(total=-(-len(batch) // chunk_size(run_spec, batch_size)),
-                                     disable=not progress, desc="attribution (sites)") as bar:
+        with _eval_mode(model), progress_bar(total=-(-len(batch) // chunk_size(run_spec, batch_size)),
+                                     enabled=progress, desc="attribution (sites)") as bar:
             raw = run_sites(model, batch, layer_list, resolved, run_spec, batch_size=batch_size,
                             progress=bar.update)
         if raw.target_baseline is None:
@@ -323,18 +323,18 @@ def _run(model: Any, batch: Any, layers: list[int], spec: AttributionSpec, opts:
     if spec.method == "param_x_grad":
         size = batch_size or 64
         chunk_ids = my_chunks(-(-len(batch) // size))
-        with tqdm(total=len(chunk_ids), disable=not progress, desc="param x grad") as bar:
+        with progress_bar(total=len(chunk_ids), enabled=progress, desc="param x grad") as bar:
             return param_x_grad(model, batch, layers, spec, batch_size=size, chunk_ids=chunk_ids,
                                 progress=bar.update)
     if engine == "reference":
         if is_distributed():
             raise ValueError("engine='reference' does not run under torch.distributed")
-        with tqdm(total=len(batch) * len(layers), disable=not progress, desc="attribution (ref)") as bar:
+        with progress_bar(total=len(batch) * len(layers), enabled=progress, desc="attribution (ref)") as bar:
             return reference_attribution(model, batch, layers, spec, progress=bar.update)
     if opts.max_memory is None and is_distributed():
         opts = dataclasses.replace(opts, max_memory=agree_min(default_budget(model)))
     plan = make_plan(model, batch, layers, spec, opts=opts, batch_size=batch_size)
     chunk_ids = my_chunks(len(plan))
-    with tqdm(total=len(chunk_ids) * len(layers), disable=not progress, desc="attribution") as bar:
+    with progress_bar(total=len(chunk_ids) * len(layers), enabled=progress, desc="attribution") as bar:
         return run_engine(model, batch, layers, spec, opts=opts, per_position=per_position,
                           chunk_ids=chunk_ids, plan=plan, progress=bar.update)

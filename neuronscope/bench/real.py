@@ -41,13 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from neuronscope.atomic import atomic_write_text
 from neuronscope.attacks import RelearnResult, relearn
 from neuronscope.facts import FactSet
 from neuronscope.mcqa import chance, check_mcqa, mcqa_accuracy, mcqa_metric
 from neuronscope.pretrained import pretrained
+from neuronscope.progress import progress_bar
 from neuronscope.realworld import benign_instructions, real_facts
 from neuronscope.scoring import accuracy
 from neuronscope.unlearning import SSIUU, unlearn
@@ -153,8 +153,8 @@ def known_facts(model: Any, facts: FactSet, *, style: str = "completion", progre
                 chunk: int = 64) -> dict[str, dict[str, bool]]:
     """Per fact id: ``{"mcqa": right?, "greedy": right?}`` for ``model``."""
     known: dict[str, dict[str, bool]] = {}
-    for start in tqdm(range(0, len(facts), chunk), desc="which facts the model knows", unit="chunk",
-                      disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(facts), chunk), desc="which facts the model knows", unit="chunk",
+                      enabled=progress, leave=False):
         part = facts[start : start + chunk]
         mc = mcqa_accuracy(model, part, style=style, per_fact=True).tolist()
         greedy = accuracy(model, part, per_fact=True).tolist()
@@ -484,7 +484,7 @@ def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | 
     result = RealResult(config, meta={"n_facts": len(facts), "chance": target,
                                       "torch": torch.__version__, "threads": torch.get_num_threads()})
     labels = list(config.methods) + ([CONTROL] if config.control else [])
-    bar = tqdm(total=len(config.seeds) * len(labels), desc="real preset", disable=not progress)
+    bar = progress_bar(total=len(config.seeds) * len(labels), desc="real preset", enabled=progress)
     try:
         for seed in config.seeds:
             seed_dir = folder / f"seed{seed}" if folder is not None else None

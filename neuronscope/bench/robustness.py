@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from neuronscope.attacks import relearn
 from neuronscope.bench.presets import PRESETS, BenchConfig
@@ -32,6 +31,7 @@ from neuronscope.bench.result import RobustnessResult
 from neuronscope.facts import FactSet
 from neuronscope.organism import organism
 from neuronscope.plots.robustness import save_benchmark_figures
+from neuronscope.progress import progress_bar
 from neuronscope.scoring import accuracy
 from neuronscope.unlearning import Recipe, get_method, unlearn
 from neuronscope.world import FactWorld
@@ -119,7 +119,7 @@ def robustness(
     units: list[dict] = []
     start = time.perf_counter()
     total = len(config.seeds) * (len(methods) + 1)
-    bar = tqdm(total=total, desc="robustness", disable=not progress)
+    bar = progress_bar(total=total, desc="robustness", enabled=progress)
     try:
         for seed in config.seeds:
             forget, retain = world.facts.split(forget=config.forget, by=config.forget_by, seed=seed)

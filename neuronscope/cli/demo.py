@@ -47,7 +47,8 @@ class Preset:
     unlearn_eval_every: int = 10  # steps between checks of that target (forget and retain accuracy)
     unlearn_lr: float = 2e-3  # twice the methods' default: the demo must stay within a minute
     ssiuu_lambda: float = 0.01
-    attribution_steps: int = 8
+    attribution_steps: int | None = None  # None: exact to 1 % (adaptive integrated gradients)
+    attribution_tolerance: float | None = 0.01  # None with fixed steps: no completeness check
     permutations: int = 500
     attack_steps: int = 30
     attack_lr: float = 1e-3
@@ -59,10 +60,10 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "full": Preset(),
     "fast": Preset(name="fast", size="tiny", people=100, forget=0.2, control=60, unlearn_steps=100,
-                   unlearn_eval_every=5, attribution_steps=8, permutations=200, attack_steps=30),
+                   unlearn_eval_every=5, permutations=200, attack_steps=30),
     "tiny": Preset(name="tiny", size="tiny", people=60, forget=0.2, control=40, unlearn_steps=30,
                    unlearn_eval_every=5, attribution_steps=4, permutations=100, attack_steps=8,
-                   attack_eval_every=4),
+                   attack_eval_every=4, attribution_tolerance=None),
 }
 
 
@@ -234,7 +235,8 @@ def run_demo(
     both = ns.FactSet(list(forget) + list(control), name="forget+control")
     # log P, not P: once unlearning has collapsed P(answer), attributions of P vanish and every
     # change reads as erasing (docs/diagnostics.md). Read the flags, calibrated on control facts.
-    attribute = dict(steps=preset.attribution_steps, target="logprob", progress=progress)
+    attribute = dict(steps=preset.attribution_steps, tolerance=preset.attribution_tolerance,
+                     target="logprob", progress=progress)
     before = attribute_fn(org.bridge, both, **attribute)
     after = {m: attribute_fn(model, both, **attribute) for m, model in unlearned.items()}
     diagnoses = {m: diagnose(before, after[m], forget, control=control, n_permutations=preset.permutations,

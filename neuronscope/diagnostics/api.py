@@ -99,11 +99,21 @@ def _rows(attr: Any, facts: list[Fact], name: str, offset: int = 0, field: str =
     return values[offset:stop]
 
 
+def _integration(attr: Any) -> tuple[str, Any]:
+    """How an attribution integrated: ``("adaptive", tolerance)`` (its step count varies with the
+    path) or ``("fixed", steps)``."""
+    if getattr(attr, "meta", {}).get("adaptive"):
+        return ("adaptive", getattr(attr, "tolerance", None))
+    return ("fixed", getattr(attr, "steps", None))
+
+
 def _check_attributions(pairs: Sequence[tuple[str, Any]]) -> None:
     first_name, first = pairs[0]
     for name, attr in pairs[1:]:
         for key in ("method", "target", "steps", "positions"):
             a, b = getattr(first, key, None), getattr(attr, key, None)
+            if key == "steps":
+                a, b = _integration(first), _integration(attr)
             if a != b:
                 raise ValueError(f"attributions {first_name} and {name} differ in {key}: {a!r} vs {b!r}")
         if list(first.layers) != list(attr.layers):
@@ -120,7 +130,7 @@ def _check_attributions(pairs: Sequence[tuple[str, Any]]) -> None:
 COLLAPSED_P = 1e-3
 # used when neither argument nor a precomputed attribution says otherwise
 # (target log P: P collapses to ~1e-4 right after unlearning and scales every attribution of it)
-ATTRIBUTION_DEFAULTS = {"method": "ig", "steps": 20, "target": "logprob", "positions": "prompt",
+ATTRIBUTION_DEFAULTS = {"method": "ig", "steps": None, "target": "logprob", "positions": "prompt",
                         "layers": None, "sites": None}
 # definition="paper": the paper's activation x gradient of P (eq. 1)
 PAPER_DEFAULTS = {"method": "grad_x_act", "steps": 1, "target": "prob", "positions": "prompt",
@@ -291,10 +301,16 @@ def diagnose(
     for key, default in (PAPER_DEFAULTS if paper else ATTRIBUTION_DEFAULTS).items():
         if chosen[key] is None:
             chosen[key] = getattr(given, key, default) if given is not None else default
+    if steps is None and given is not None and _integration(given)[0] == "adaptive":
+        chosen["steps"] = None  # given adaptive attributions: the rest adaptive too, same tolerance
+        options_tolerance = {"tolerance": given.tolerance}
+    else:
+        options_tolerance = {}
     if paper and given is not None and given.method != "grad_x_act":
         raise ValueError("definition='paper' needs activation x gradient attributions "
                          f"(method='grad_x_act'), the given ones are {given.method!r}")
-    options = dict(**chosen, progress=progress, tokenizer=tokenizer, **(attribute_kwargs or {}))
+    options = dict(**chosen, progress=progress, tokenizer=tokenizer,
+                   **{**options_tolerance, **(attribute_kwargs or {})})
     if paper:
         options["token_extremes"] = True
 
