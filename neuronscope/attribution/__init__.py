@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from neuronscope.attribution.adaptive import allowance
+from neuronscope.attribution.adaptive import allowance, noise_floor
 from neuronscope.attribution.distributed import (
     agree_min,
     gather_raw,
@@ -271,7 +271,8 @@ def _attribute_sites(model: Any, facts: Iterable[Fact], spec: AttributionSpec, *
             base = raw.target_baseline[..., j].double()
             parts.append(total - (raw.target_input.double()[:, None] - base))
             if spec.tolerance is not None:
-                allowed.append(allowance(raw.target_input.double()[:, None], base, spec.tolerance))
+                allowed.append(allowance(raw.target_input.double()[:, None], base, spec.tolerance,
+                                         noise_floor(spec.target)))
             begin += site.width
         stacked = torch.stack(parts, -1)  # [fact, layer, site]
         met = not allowed or bool((stacked.abs() <= torch.stack(allowed, -1)).all())
@@ -304,7 +305,7 @@ def _attribute_sites(model: Any, facts: Iterable[Fact], spec: AttributionSpec, *
 def _warn_if_inexact(delta: Tensor, target_input: Tensor, target_baseline: Tensor, spec: AttributionSpec,
                      layers: list[int]) -> None:
     """Warn, naming the layers, where ``|delta|`` exceeds the tolerance's allowance."""
-    allowed = allowance(target_input[:, None], target_baseline, spec.tolerance)
+    allowed = allowance(target_input[:, None], target_baseline, spec.tolerance, noise_floor(spec.target))
     missed = delta.double().abs() > allowed
     if not bool(missed.any()):
         return

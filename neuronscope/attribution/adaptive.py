@@ -46,6 +46,22 @@ from torch import Tensor
 __all__ = ["RELATIVE_FLOOR", "PanelPath", "PathRule", "allowance"]
 
 RELATIVE_FLOOR = 1e-3  # below 0.1 % of the target, a layer's change is measured against that
+# For target="logprob", below this |delta| the completeness check is float32 noise (log P near 0
+# comes out of a float32 log-softmax with an absolute error of about 1e-7), so no refinement can
+# meet a smaller allowance: without it, facts the model is certain of (log P = -1e-5, or P
+# rounded to 1) were refined to the step cap and reported as missed.
+LOGPROB_NOISE_FLOOR = 1e-6
+
+
+def noise_floor(target: str) -> float:
+    """The smallest allowance for ``target``: ``LOGPROB_NOISE_FLOOR`` for ``"logprob"``, 0 for
+    ``"prob"`` (whose float32 error scales with P itself).
+
+    Example:
+        >>> noise_floor("logprob"), noise_floor("prob")
+        (1e-06, 0.0)
+    """
+    return LOGPROB_NOISE_FLOOR if target == "logprob" else 0.0
 MIN_WIDTH = 2.0**-14  # panels are not halved below this width
 
 
@@ -59,6 +75,7 @@ class PathRule:
     max_steps: int = 512
     points: int = 4
     initial_panels: int = 2
+    floor: float = 0.0  # smallest allowance (noise_floor of the target)
     alphas: Tensor | None = None  # a fixed rule on [0, 1]: no refinement
     weights: Tensor | None = None
 
@@ -89,16 +106,19 @@ class PathRule:
         return self
 
 
-def allowance(f_end: Tensor, f_start: Tensor, tolerance: float) -> Tensor:
-    """Largest ``|delta|`` accepted per fact: ``tolerance * max(|f(x) - f(b)|, 1e-3 * max(|f(x)|, |f(b)|))``.
+def allowance(f_end: Tensor, f_start: Tensor, tolerance: float, floor: float = 0.0) -> Tensor:
+    """Largest ``|delta|`` accepted per fact: ``tolerance * max(|f(x) - f(b)|, 1e-3 * max(|f(x)|, |f(b)|))``,
+    and never below ``floor`` (see :func:`noise_floor`).
 
     Example:
-        >>> allowance(torch.tensor([0.5, 0.5]), torch.tensor([0.0, 0.5]), 0.01).tolist()
-        [0.005, 5e-06]
+        >>> allowance(torch.tensor([0.5, 0.5, 0.0]), torch.tensor([0.0, 0.5, 0.0]), 0.01).tolist()
+        [0.005, 5e-06, 0.0]
+        >>> allowance(torch.tensor([0.0]), torch.tensor([0.0]), 0.01, floor=1e-6).tolist()
+        [1e-06]
     """
     f_end, f_start = f_end.double(), f_start.double()
     scale = torch.maximum((f_end - f_start).abs(), RELATIVE_FLOOR * torch.maximum(f_end.abs(), f_start.abs()))
-    return tolerance * scale
+    return (tolerance * scale).clamp_min(floor)
 
 
 def _gauss_legendre(points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -240,7 +260,7 @@ class PanelPath:
 
     def allowed(self) -> Float[Tensor, " fact"]:
         tol = self.rule.tolerance if self.rule.tolerance is not None else float("inf")
-        return allowance(self.f_end, self.f_start, tol)
+        return allowance(self.f_end, self.f_start, tol, self.rule.floor)
 
     def refine(self) -> list[int]:
         """Halve the panels that carry too much of a failing fact's error (within the fact's

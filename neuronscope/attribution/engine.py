@@ -37,7 +37,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from neuronscope.attribution.adaptive import PanelPath, PathRule
+from neuronscope.attribution.adaptive import PanelPath, PathRule, noise_floor
 from neuronscope.attribution.spec import AttributionSpec, position_mask, target_value
 from neuronscope.hooks import d_mlp, mlp_hook_name, model_device, n_layers
 from neuronscope.tokenization import FactBatch
@@ -64,8 +64,9 @@ def path_rule(spec: AttributionSpec, opts: EngineOptions = EngineOptions()) -> P
     """How the engine integrates the path for ``spec`` (``ValueError`` on a bad setting)."""
     if spec.adaptive:
         return PathRule(tolerance=spec.tolerance, max_steps=spec.max_steps, points=opts.panel_points,
-                        initial_panels=opts.initial_panels).check()
-    return PathRule(tolerance=spec.tolerance, alphas=spec.alphas, weights=spec.weights).check()
+                        initial_panels=opts.initial_panels, floor=noise_floor(spec.target)).check()
+    return PathRule(tolerance=spec.tolerance, alphas=spec.alphas, weights=spec.weights,
+                    floor=noise_floor(spec.target)).check()
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from neuronscope.attribution.adaptive import allowance
+from neuronscope.attribution.adaptive import allowance, noise_floor
 from neuronscope.attribution.engine import RawAttribution
 from neuronscope.attribution.quadrature import quadrature_rule
 from neuronscope.attribution.spec import AttributionSpec, position_mask, target_value
@@ -101,7 +101,7 @@ def reference_attribution(model: Any, batch: FactBatch, layers: Sequence[int], s
                 target_baseline[f, li] = _target(model, row, spec, [(name, zero)])
             if spec.adaptive:  # Gauss-Legendre with 8, 16, 32, ... points until the tolerance holds
                 allowed = float(allowance(target_input[f : f + 1], target_baseline[f, li : li + 1],
-                                          spec.tolerance)[0])
+                                          spec.tolerance, noise_floor(spec.target))[0])
                 change = float(target_input[f]) - float(target_baseline[f, li])
                 n = 8
                 while True:

@@ -33,7 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--limit", type=int, help="attribute only the first N facts")
     parser.add_argument("--out", required=True, help="where to save the NeuronAttribution (.pt)")
     parser.add_argument("--method", default="ig", choices=METHODS)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="integration points per layer (default: adaptive, exact to 1 %%)")
     parser.add_argument("--quadrature", default="gauss_legendre", type=canonical_quadrature,
                         help=f"one of {', '.join(QUADRATURES)}")
     parser.add_argument("--target", default="prob", choices=TARGETS)

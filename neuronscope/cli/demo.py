@@ -47,8 +47,8 @@ class Preset:
     unlearn_eval_every: int = 10  # steps between checks of that target (forget and retain accuracy)
     unlearn_lr: float = 2e-3  # twice the methods' default: the demo must stay within a minute
     ssiuu_lambda: float = 0.01
-    attribution_steps: int | None = 8  # None: adaptive, exact to the tolerance (see docs/attribution.md)
-    attribution_tolerance: float | None = None  # None with fixed steps: no completeness warning
+    attribution_steps: int | None = None  # None: exact to 1 % (adaptive integrated gradients)
+    attribution_tolerance: float | None = 0.01  # None with fixed steps: no completeness check
     permutations: int = 500
     attack_steps: int = 30
     attack_lr: float = 1e-3
@@ -60,7 +60,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "full": Preset(),
     "fast": Preset(name="fast", size="tiny", people=100, forget=0.2, control=60, unlearn_steps=100,
-                   unlearn_eval_every=5, attribution_steps=8, permutations=200, attack_steps=30),
+                   unlearn_eval_every=5, permutations=200, attack_steps=30),
     "tiny": Preset(name="tiny", size="tiny", people=60, forget=0.2, control=40, unlearn_steps=30,
                    unlearn_eval_every=5, attribution_steps=4, permutations=100, attack_steps=8,
                    attack_eval_every=4, attribution_tolerance=None),

@@ -39,7 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="where to save the Diagnosis (.pt)")
     parser.add_argument("--csv", help="also write the per-neuron table as CSV")
     parser.add_argument("--method", default="ig", choices=METHODS)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="integration points per layer (default: adaptive, exact to 1 %%)")
     parser.add_argument("--target", default="logprob", choices=TARGETS)
     parser.add_argument("--positions", default="prompt", choices=POSITIONS)
     parser.add_argument("--layers", type=int, nargs="+", help="model layers (default: all)")

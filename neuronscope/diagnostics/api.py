@@ -130,7 +130,7 @@ def _check_attributions(pairs: Sequence[tuple[str, Any]]) -> None:
 COLLAPSED_P = 1e-3
 # used when neither argument nor a precomputed attribution says otherwise
 # (target log P: P collapses to ~1e-4 right after unlearning and scales every attribution of it)
-ATTRIBUTION_DEFAULTS = {"method": "ig", "steps": 20, "target": "logprob", "positions": "prompt",
+ATTRIBUTION_DEFAULTS = {"method": "ig", "steps": None, "target": "logprob", "positions": "prompt",
                         "layers": None, "sites": None}
 # definition="paper": the paper's activation x gradient of P (eq. 1)
 PAPER_DEFAULTS = {"method": "grad_x_act", "steps": 1, "target": "prob", "positions": "prompt",

@@ -11,7 +11,13 @@ import torch
 
 from neuronscope import Fact, FactSet
 from neuronscope.attribution import NeuronAttribution, attribute
-from neuronscope.attribution.adaptive import PanelPath, PathRule, allowance
+from neuronscope.attribution.adaptive import (
+    LOGPROB_NOISE_FLOOR,
+    PanelPath,
+    PathRule,
+    allowance,
+    noise_floor,
+)
 from neuronscope.attribution.engine import EngineOptions
 from neuronscope.models import load_model
 from tests.conftest import save_hf_model
@@ -182,3 +188,13 @@ def test_smollm2_adaptive_matches_reference(smollm2, one_thread):
     assert float(_relative(ref).max()) <= 0.01
     both = 2 * allowance(fast.target_input[:1, None], fast.target_baseline[:1], 0.01)
     assert torch.all((fast.per_layer()[:1].double() - ref.per_layer().double()).abs() <= both + 1e-5)
+
+
+def test_logprob_allowance_never_goes_below_float32_noise():
+    """A fact the model is certain of (log P = -9e-6, zeroing a layer moves it by 3e-6): 1 % of that
+    change is below the float32 error of log P, so the log P allowance stops at the noise floor
+    (found on an unlearned organism, where such facts were refined to the step cap); P has none."""
+    f_x, f_b = torch.tensor([-8.6e-6, -2.0]), torch.tensor([-5.4e-6, -3.0])
+    logp = allowance(f_x, f_b, 0.01, noise_floor("logprob"))
+    assert float(logp[0]) == LOGPROB_NOISE_FLOOR and abs(float(logp[1]) - 0.01) < 1e-12
+    assert float(allowance(f_x.exp(), f_b.exp(), 0.01, noise_floor("prob"))[0]) < 1e-7
