@@ -39,7 +39,7 @@ from torch import Tensor
 from neuronscope.facts import Fact, FactSet
 from neuronscope.hooks import model_device
 from neuronscope.scoring import answer_token_logprobs, get_tokenizer, model_context
-from neuronscope.tokenization import FactBatch, WordTokenizer, encode_text
+from neuronscope.tokenization import WordTokenizer, batch_from_ids, encode_text, pad_token_id
 
 __all__ = ["INSTRUCTION", "LETTERS", "STYLES", "chance", "check_mcqa", "mcqa_accuracy", "mcqa_metric",
            "mcqa_options", "mcqa_scores", "with_distractors"]
@@ -179,30 +179,6 @@ def _rows(facts: FactSet, tokenizer: Any, style: str, n_options: int, seed: int
     return contexts, option_ids, answers
 
 
-def _batch(rows: Sequence[tuple[list[int], list[int]]], pad: int) -> FactBatch:
-    width = max(len(c) + len(o) for c, o in rows)
-    n = len(rows)
-    tokens = torch.full((n, width), pad, dtype=torch.long)
-    attention = torch.zeros((n, width), dtype=torch.bool)
-    prompt = torch.zeros((n, width), dtype=torch.bool)
-    answer = torch.zeros((n, width), dtype=torch.bool)
-    for i, (context, option) in enumerate(rows):
-        c, o = len(context), len(option)
-        tokens[i, : c + o] = torch.tensor(context + option)
-        attention[i, : c + o] = True
-        prompt[i, :c] = True
-        answer[i, c : c + o] = True
-    return FactBatch(tokens, attention, prompt, answer)
-
-
-def _pad_id(tokenizer: Any) -> int:
-    for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
-        value = getattr(tokenizer, name, None)
-        if value is not None:
-            return int(value)
-    return 0
-
-
 def mcqa_scores(
     model: Any,
     facts: Iterable[Fact],
@@ -238,11 +214,11 @@ def mcqa_scores(
     if style == "letters":  # one row per fact: the next-token log-probabilities of the letters
         rows = [(context, []) for context in contexts]
         letters = torch.tensor([ids[0] for ids in option_ids[0]])
-        values = _letters(model, rows, letters, _pad_id(tokenizer), batch_size)
+        values = _letters(model, rows, letters, pad_token_id(tokenizer), batch_size)
     else:
         rows = [(context, ids) for context, ids in zip(contexts, option_ids, strict=True)
                 for ids in ids]
-        values = _option_logprobs(model, rows, _pad_id(tokenizer), batch_size, normalize == "mean")
+        values = _option_logprobs(model, rows, pad_token_id(tokenizer), batch_size, normalize == "mean")
         values = values.view(len(facts), n_options)
     return values, torch.tensor(answers, dtype=torch.long)
 
@@ -255,7 +231,7 @@ def _option_logprobs(model: Any, rows: list[tuple[list[int], list[int]]], pad: i
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            batch = _batch([rows[i] for i in chunk], pad).to(device)
+            batch = batch_from_ids([rows[i] for i in chunk], pad).to(device)
             picked, mask = answer_token_logprobs(model(batch.tokens), batch)
             total = picked.sum(-1).double()
             if mean:
@@ -272,7 +248,7 @@ def _letters(model: Any, rows: list[tuple[list[int], list[int]]], letters: Int[T
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            batch = _batch([rows[i] for i in chunk], pad).to(device)
+            batch = batch_from_ids([rows[i] for i in chunk], pad).to(device)
             logits = model(batch.tokens)
             last = batch.lengths - 1
             logp = logits[torch.arange(len(chunk), device=device), last].float().log_softmax(-1)

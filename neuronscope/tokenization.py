@@ -25,7 +25,7 @@ from torch import Tensor
 
 from neuronscope.facts import Fact
 
-__all__ = ["FactBatch", "WordTokenizer", "encode_text", "tokenize"]
+__all__ = ["FactBatch", "WordTokenizer", "batch_from_ids", "encode_text", "pad_token_id", "tokenize"]
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -184,7 +184,8 @@ def _bos_id(tokenizer: Any) -> int | None:
     return getattr(tokenizer, "bos_token_id", None)
 
 
-def _pad_id(tokenizer: Any) -> int:
+def pad_token_id(tokenizer: Any) -> int:
+    """The id used for right padding: the tokenizer's pad, else its end, else its start token, else 0."""
     for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
         value = getattr(tokenizer, name, None)
         if value is not None:
@@ -242,9 +243,18 @@ def tokenize(
                 f"model's context of {max_length}"
             )
         rows.append((prompt_ids, answer_ids))
+    return batch_from_ids(rows, pad_token_id(tokenizer))
+
+
+def batch_from_ids(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> FactBatch:
+    """A right-padded :class:`FactBatch` from ``(prompt ids, answer ids)`` pairs.
+
+    Example:
+        >>> batch_from_ids([([5, 6], [7]), ([5], [8, 9])], pad_id=0).tokens.tolist()
+        [[5, 6, 7], [5, 8, 9]]
+    """
     width = max(len(p) + len(a) for p, a in rows)
     n = len(rows)
-    pad_id = _pad_id(tokenizer)
     tokens = torch.full((n, width), pad_id, dtype=torch.long)
     attention = torch.zeros((n, width), dtype=torch.bool)
     prompt_mask = torch.zeros((n, width), dtype=torch.bool)

@@ -1,20 +1,7 @@
 """Spurious-neuron diagnostics: erase (D+) or hide (D-), calibrated flags, causal verification.
 
-Example:
-    >>> import warnings
-    >>> from neuronscope import FactWorld, unlearn
-    >>> from neuronscope.tiny import tiny_model
-    >>> world = FactWorld.synthetic(n_people=10)
-    >>> forget, retain = world.facts.split(forget=0.5, seed=0)
-    >>> before = tiny_model(tokenizer=world.tokenizer)               # stand-ins: untrained
-    >>> after = unlearn(before, forget, retain, method="ga", max_steps=3, progress=False).bridge
-    >>> with warnings.catch_warnings():                  # an untrained model warns of small P
-    ...     warnings.simplefilter("ignore")
-    ...     diag = diagnose(before, after, forget, control=retain, steps=4, progress=False)
-    >>> "hide index" in diag.summary()
-    True
-    >>> diag.verify(neurons=[(0, 1)], n_random=2).neurons      # models and facts: from diagnose
-    [(0, 1)]
+The worked example (a tiny model unlearned, diagnosed and verified) is in
+:func:`neuronscope.diagnostics.api.diagnose`.
 """
 
 from neuronscope.diagnostics.api import DEFINITIONS, check_compatible, check_tokenizable, diagnose

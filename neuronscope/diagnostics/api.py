@@ -1,18 +1,6 @@
 """``diagnose(before, after, facts, control=...)``: erase or hide, and which neurons hide.
 
-Example:
-    >>> import warnings
-    >>> from neuronscope import FactWorld, unlearn
-    >>> from neuronscope.tiny import tiny_model
-    >>> world = FactWorld.synthetic(n_people=10)
-    >>> forget, retain = world.facts.split(forget=0.5, seed=0)
-    >>> before = tiny_model(tokenizer=world.tokenizer)               # stand-ins: untrained
-    >>> after = unlearn(before, forget, retain, method="ga", max_steps=3, progress=False).bridge
-    >>> with warnings.catch_warnings():                  # an untrained model warns of small P
-    ...     warnings.simplefilter("ignore")
-    ...     diag = diagnose(before, after, forget, control=retain, steps=4, progress=False)
-    >>> diag.d_minus.shape                                     # [layer, neuron]
-    torch.Size([2, 48])
+See :func:`diagnose` for a worked example.
 """
 
 from __future__ import annotations
@@ -248,8 +236,13 @@ def diagnose(
         >>> with warnings.catch_warnings():                  # an untrained model warns of small P
         ...     warnings.simplefilter("ignore")
         ...     diag = diagnose(before, after, forget, control=retain, steps=4, progress=False)
-        >>> len(diag.fact_ids) == len(forget)
-        True
+        >>> len(diag.fact_ids) == len(forget), tuple(diag.d_minus.shape)    # [layer, neuron]
+        (True, (2, 48))
+        >>> "hide index" in diag.summary(), all(f.p_adjusted <= diag.alpha for f in diag.flagged)
+        (True, True)
+        >>> check = diag.verify(neurons=[(0, 1)], n_random=2)   # models and facts: from diagnose
+        >>> check.neurons, 0 < check.p_accuracy <= 1
+        ([(0, 1)], True)
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha (the family-wise false-positive rate) must be in (0, 1), got {alpha!r}")

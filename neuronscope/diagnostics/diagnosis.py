@@ -1,20 +1,7 @@
 """``Diagnosis``: erase-vs-hide deltas, calibrated spurious-neuron flags, and the causal test.
 
-Example:
-    >>> import warnings
-    >>> from neuronscope import FactWorld, diagnose, unlearn
-    >>> from neuronscope.tiny import tiny_model
-    >>> world = FactWorld.synthetic(n_people=10)
-    >>> forget, retain = world.facts.split(forget=0.5, seed=0)
-    >>> before = tiny_model(tokenizer=world.tokenizer)               # stand-ins: untrained
-    >>> after = unlearn(before, forget, retain, method="ga", max_steps=3, progress=False).bridge
-    >>> with warnings.catch_warnings():                  # an untrained model warns of small P
-    ...     warnings.simplefilter("ignore")
-    ...     diag = diagnose(before, after, forget, control=retain, steps=4, progress=False)
-    >>> isinstance(diag, Diagnosis), all(f.p_adjusted <= diag.alpha for f in diag.flagged)
-    (True, True)
-    >>> 0 < diag.verify(neurons=[(1, 5)], n_random=3).p_accuracy <= 1
-    True
+``diagnose`` returns one; its docstring (:func:`neuronscope.diagnostics.api.diagnose`) has a worked
+example that reads the deltas and flags and runs :meth:`Diagnosis.verify`.
 """
 
 from __future__ import annotations
