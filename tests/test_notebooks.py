@@ -1,9 +1,11 @@
-"""The notebooks run top to bottom (nbclient), are stored without outputs, and stay fast."""
+"""The notebooks run top to bottom (nbclient) without errors and are stored without outputs.
+
+No wall-clock assertion: tests never time things (a busy CI machine made one flaky); each
+cell has nbclient's timeout as a guard against a hang."""
 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -54,10 +56,7 @@ def test_notebook_runs(path, notebook_env, request):
     folder.mkdir()
     client = nbclient.NotebookClient(notebook, timeout=240, kernel_name="python3",
                                      resources={"metadata": {"path": str(folder)}})
-    start = time.perf_counter()
     client.execute()
-    seconds = time.perf_counter() - start
     errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs
               if o.get("output_type") == "error"]
     assert not errors
-    assert seconds < 120, f"{path.name} took {seconds:.0f} s; the four must stay under 5 min together"
