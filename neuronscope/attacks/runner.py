@@ -58,6 +58,26 @@ def _evaluator(evaluate: FactBatch | FactSet, retain: FactBatch | FactSet | None
     return run
 
 
+class _SharedStart:
+    """An evaluator whose step-0 result is computed once for all runs of a learning-rate grid:
+    every run starts from the same model on the same data, so its step-0 scores are equal.
+    ``finetune`` evaluates before its first update, so the first call of a run is step 0."""
+
+    def __init__(self, evaluate: Callable[[Any], dict[str, float]]) -> None:
+        self.evaluate, self.start, self.first_call = evaluate, None, True
+
+    def new_run(self) -> None:
+        self.first_call = True
+
+    def __call__(self, model: Any) -> dict[str, float]:
+        if not self.first_call:
+            return self.evaluate(model)
+        self.first_call = False
+        if self.start is None:
+            self.start = self.evaluate(model)
+        return dict(self.start)
+
+
 def per_fact_correct(model: Any, facts: FactSet, metric: Metric | None = None) -> torch.Tensor:
     """Which facts ``model`` answers right under ``metric`` (a bool per fact).
 
@@ -196,10 +216,12 @@ def relearn(
 
     def run_grid(target: Any, in_place: bool, label: str) -> RelearnResult:
         runs = []
+        evaluate = _SharedStart(_evaluator(eval_data, retain_data, metric))
         for value in lrs:
             settings = TrainSettings(lr=float(value), max_steps=int(steps), batch_size=int(batch_size),
                                      eval_every=int(eval_every), seed=int(seed))
-            runs.append(run(target, in_place and len(lrs) == 1, label, settings))
+            evaluate.new_run()
+            runs.append(run(target, in_place and len(lrs) == 1, label, settings, evaluate))
         best = max(range(len(runs)), key=lambda i: (runs[i].attacked, -i))
         for index, result in enumerate(runs):
             if index != best:
@@ -209,9 +231,10 @@ def relearn(
             chosen.grid = runs
         return chosen
 
-    def run(target: Any, in_place: bool, label: str, settings: TrainSettings) -> RelearnResult:
+    def run(target: Any, in_place: bool, label: str, settings: TrainSettings,
+            evaluate: Callable[[Any], dict[str, float]]) -> RelearnResult:
         attacked, history = finetune(target, nll_loss, {"train": train_batch}, settings,
-                                     evaluate=_evaluator(eval_data, retain_data, metric),
+                                     evaluate=evaluate,
                                      inplace=in_place, progress=progress,
                                      desc=f"{attack} attack ({label}, lr {settings.lr:g})")
         evals = history.evaluations

@@ -30,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import random
@@ -42,7 +41,7 @@ from typing import Any
 
 import torch
 
-from neuronscope.atomic import atomic_write_text
+from neuronscope.atomic import atomic_torch_save, atomic_write_text
 from neuronscope.attacks import RelearnResult, relearn
 from neuronscope.facts import FactSet
 from neuronscope.mcqa import chance, check_mcqa, mcqa_accuracy, mcqa_metric
@@ -50,10 +49,10 @@ from neuronscope.pretrained import pretrained
 from neuronscope.progress import progress_bar
 from neuronscope.realworld import benign_instructions, real_facts
 from neuronscope.scoring import accuracy
-from neuronscope.unlearning import SSIUU, unlearn
+from neuronscope.unlearning import SSIUU, search_lr
 
-__all__ = ["LLAMA_TABLE1", "REAL", "RealConfig", "RealResult", "known_facts", "real_splits", "run_real",
-           "sample_groups"]
+__all__ = ["LLAMA_TABLE1", "REAL", "RealConfig", "RealResult", "known_facts", "model_path", "real_splits",
+           "run_real", "sample_groups"]
 
 CONTROL = "control"
 ATTACK_LABELS = ("harmful p=0.1", "harmful p=0.3", "benign")
@@ -103,9 +102,10 @@ class RealConfig:
     harmful_lrs: tuple[float, ...] = (1e-5, 5e-6, 1e-6)
     benign_lrs: tuple[float, ...] = (1e-5, 1e-6, 1e-7)
     attack_steps: int = 10
-    attack_eval_every: int = 2
+    attack_eval_every: int = 5            # evaluations at steps 0, 5, 10: the max is over these
     attack_batch_size: int = 8
     control: bool = True
+    save_models: tuple[str, ...] = ()    # methods whose unlearned weights are kept (models/<m>.pt)
 
     def __post_init__(self) -> None:
         for name in ("forget", "retain", "test"):
@@ -121,6 +121,9 @@ class RealConfig:
         bad = [m for m in self.methods if m not in ("ga", "gd", "npo", "dpo", "rmu", "simnpo", "gd+ssiuu")]
         if bad:
             raise ValueError(f"unknown method(s) {bad} in the real preset")
+        unsaved = [m for m in self.save_models if m not in self.methods]
+        if unsaved:
+            raise ValueError(f"save_models names method(s) {unsaved} that are not in methods")
 
     def with_overrides(self, **overrides: Any) -> RealConfig:
         unknown = set(overrides) - set(self.__dataclass_fields__)
@@ -213,85 +216,52 @@ def sample_groups(facts: FactSet, n: int | None, seed: int = 0) -> FactSet:
     return FactSet([f for i, f in enumerate(facts) if i in keep], name=facts.name)
 
 
+def model_path(out: str | Path, seed: int, method: str) -> Path:
+    """Where ``run_real(save_models=...)`` keeps a method's unlearned weights (a state dict);
+    ``model.load_state_dict(torch.load(path))`` on a fresh ``pretrained(config.model)``."""
+    return Path(out) / f"seed{seed}" / "models" / f"{method}.pt"
+
+
 def _subset(facts: FactSet, ids: list[str], name: str) -> FactSet:
     by_id = {f.id: f for f in facts}
     return FactSet([by_id[i] for i in ids], name=name)
 
 
 def _unlearn_kwargs(config: RealConfig, method: str) -> dict[str, Any]:
-    """``ns.unlearn`` keywords for one method, for whichever unlearn API is installed: SSIUU
-    through ``penalty=`` (else ``ssiuu=``)."""
+    """``ns.search_lr`` keywords for one method label (``"gd+ssiuu"``: GD with ``SSIUU(lam)``)."""
     base, _, extra = method.partition("+")
     kwargs: dict[str, Any] = {"method": base, "max_steps": config.unlearn_steps,
                               "eval_every": config.unlearn_eval_every,
                               "batch_size": config.unlearn_batch_size,
-                              "retain_batch_size": config.unlearn_retain_batch_size}
+                              "retain_batch_size": config.unlearn_retain_batch_size,
+                              "eval_retain": False}  # retain MCQA is scored once, at the end
     if base == "dpo":
         kwargs["refusals"] = list(config.refusals)
     if extra == "ssiuu":
-        params = inspect.signature(unlearn).parameters
-        kwargs["penalty" if "penalty" in params else "ssiuu"] = SSIUU(config.ssiuu_lam)
+        kwargs["penalty"] = SSIUU(config.ssiuu_lam)
     return kwargs
-
-
-class _StopAtChance:
-    """Stop rule by MCQA for an ``unlearn`` without ``metric=`` (a callback; a thin adapter)."""
-
-    def __init__(self, metric: Any, forget: FactSet, target: float, every: int) -> None:
-        self.metric, self.forget, self.target, self.every = metric, forget, target, every
-        self.history: list[tuple[int, float]] = []
-
-    def __call__(self, model: Any, record: dict) -> bool:
-        if record["step"] % self.every:
-            return False
-        score = float(self.metric(model, self.forget))
-        self.history.append((int(record["step"]), score))
-        return score <= self.target + 1e-6
-
-
-def _unlearn_once(model: Any, forget: FactSet, retain: FactSet, config: RealConfig, method: str,
-                  lr: float, seed: int, metric: Any, target: float) -> tuple[Any, dict]:
-    kwargs = _unlearn_kwargs(config, method)
-    start = time.process_time()
-    if "metric" in inspect.signature(unlearn).parameters:
-        result = unlearn(model, forget, retain, lr=lr, seed=seed, metric=metric,
-                         target_forget_accuracy=target, progress=False, **kwargs)
-        stops = None
-    else:
-        stops = _StopAtChance(metric, forget, target, config.unlearn_eval_every)
-        result = unlearn(model, forget, retain, lr=lr, seed=seed, target_forget_accuracy=None,
-                         callbacks=[stops], progress=False, **kwargs)
-    seconds = time.process_time() - start
-    forget_score = float(metric(result.model, forget))
-    last = result.history.steps[-1] if result.history.steps else {}
-    terms = {k: v for k, v in last.items() if k.startswith("loss_")}  # e.g. the SSIUU term
-    penalty = {k: result.settings[k] for k in ("ssiuu", "penalties", "recipe") if k in result.settings}
-    return result.model, {"lr": lr, "steps": result.history.n_steps, "forget_mcqa": forget_score,
-                          "last_loss_terms": terms, "penalty": penalty,
-                          "reached": forget_score <= target + 1e-6, "cpu_seconds": seconds,
-                          "stop_rule": "metric" if stops is None else "callback",
-                          "curve": stops.history if stops is not None else None}
 
 
 def _unlearn_lowest_lr(model: Any, forget: FactSet, retain: FactSet, config: RealConfig, method: str,
                        seed: int, metric: Any, target: float) -> tuple[Any, dict]:
-    """The lowest rate of ``unlearn_lrs`` that reaches the target, searched from the highest
-    down (reaching is taken as monotone in the rate: the first miss ends the search). When the
-    highest rate misses, its run is returned with ``reached=False``."""
-    tried: list[dict] = []
-    best: tuple[Any, dict] | None = None
-    for lr in sorted(config.unlearn_lrs, reverse=True):
-        unlearned, record = _unlearn_once(model, forget, retain, config, method, lr, seed, metric, target)
-        tried.append(record)
-        if not record["reached"]:
-            if best is None:
-                best = (unlearned, record)
-            break
-        best = (unlearned, record)
-    assert best is not None
-    model_out, chosen = best
-    keys = ("lr", "steps", "forget_mcqa", "reached", "cpu_seconds")
-    return model_out, {**chosen, "lr_search": [{k: r[k] for k in keys} for r in tried]}
+    """The lowest rate of ``unlearn_lrs`` that brings forget MCQA to ``target``
+    (:func:`~neuronscope.unlearning.search_lr`, bisection); when none does, the highest
+    rate's run with ``reached=False``."""
+    start = time.process_time()
+    result = search_lr(model, forget, retain, grid=config.unlearn_lrs, target_forget_accuracy=target,
+                       metric=metric, seed=seed, progress=False, **_unlearn_kwargs(config, method))
+    seconds = time.process_time() - start
+    forget_score = float(metric(result.bridge, forget))
+    last = result.history.steps[-1] if result.history.steps else {}
+    terms = {k: v for k, v in last.items() if k.startswith("loss_")}  # e.g. the SSIUU term
+    penalty = {k: result.settings[k] for k in ("ssiuu", "penalties", "recipe") if k in result.settings}
+    tried = [{"lr": t["lr"], "steps": t["steps"], "forget_mcqa": t["forget_accuracy"],
+              "reached": t["reached"], "cpu_seconds": t["cpu_seconds"]}
+             for t in result.settings["lr_search"]["tried"]]
+    return result.bridge, {"lr": result.settings["lr_search"]["chosen"], "steps": result.history.n_steps,
+                          "forget_mcqa": forget_score, "last_loss_terms": terms, "penalty": penalty,
+                          "reached": forget_score <= target + 1e-6, "cpu_seconds": seconds,
+                          "lr_search": tried}
 
 
 def _attack_path(folder: Path | None, label: str, name: str) -> Path | None:
@@ -461,7 +431,7 @@ def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | 
     folder = Path(out) if out is not None else None
     if folder is not None:  # stages of another configuration must not be mixed in
         stored_config = _read(folder / "config.json")
-        mine = {k: v for k, v in config.to_dict().items() if k != "seeds"}
+        mine = {k: v for k, v in config.to_dict().items() if k not in ("seeds", "save_models")}
         if stored_config is not None and stored_config != mine:
             changed = sorted(k for k in mine if stored_config.get(k) != mine[k])
             raise ValueError(f"{folder} holds stages of another real-preset configuration "
@@ -524,6 +494,8 @@ def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | 
                     summary.update(retain_mcqa=metric(unlearned, retain), test_mcqa=metric(unlearned, test))
                     if summary_path is not None:
                         _write(summary_path, summary)
+                    if seed_dir is not None and label in config.save_models:
+                        atomic_torch_save(model_path(folder, seed, label), unlearned.state_dict())
                     attacks = _attacks(unlearned, forget, config, seed, metric, benign, seed_dir,
                                        label, progress)
                     del unlearned

@@ -39,6 +39,22 @@ def test_lr_grid_returns_the_worst_case_and_keeps_every_run(tiny_org, forget_ret
     assert sum(run.model is not None for run in result.grid) == 1
 
 
+def test_lr_grid_scores_the_shared_start_once(tiny_org, forget_retain):
+    forget, _ = forget_retain
+    calls = []
+
+    def metric(model, facts):
+        calls.append(len(facts))
+        return float(ns.accuracy(model, facts))
+
+    steps, grid = 4, [1e-4, 1e-3, 3e-3]
+    result = relearn(tiny_org.model, attack="harmful", forget=forget, lr=grid, report="max",
+                     metric=metric, steps=steps, eval_every=2, progress=False)
+    per_run = steps // 2  # evaluations after step 0
+    assert len(calls) == 1 + len(grid) * per_run  # step 0 once for the grid, not once per rate
+    assert len({float(run.eval_accuracy[0]) for run in result.grid}) == 1
+
+
 def test_grid_result_saves_and_loads(tmp_path, tiny_org, tiny_oracle, forget_retain):
     forget, retain = forget_retain
     result = relearn(tiny_org.model, attack="harmful", forget=forget, retain=retain, lr=[1e-4, 1e-3],

@@ -6,9 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import neuronscope as ns
-from neuronscope.bench.real import REAL, RealConfig, RealResult, real_splits, run_real, sample_groups
+from neuronscope.bench.real import (
+    REAL,
+    RealConfig,
+    RealResult,
+    model_path,
+    real_splits,
+    run_real,
+    sample_groups,
+)
 
 
 def _facts(n_groups: int = 40, per_group: int = 3) -> ns.FactSet:
@@ -60,6 +69,7 @@ def test_too_few_known_facts_is_an_error():
     ({"methods": ("gd", "bogus")}, "unknown method"),
     ({"harmful_lrs": ()}, "harmful_lrs must be"),
     ({"nonsense": 1}, "unknown real-preset setting"),
+    ({"methods": ("gd",), "save_models": ("ga",)}, "not in methods"),
 ])
 def test_bad_settings_fail_before_work(overrides, match):
     with pytest.raises(ValueError, match=match):
@@ -72,7 +82,7 @@ def test_tiny_real_run_resumes_from_its_stages(smollm2, tmp_path):
     settings = dict(facts=str(sample), benign=None, methods=("gd",), min_forget=3, test_sample=3,
                     unlearn_lrs=(1e-4,), unlearn_steps=2, unlearn_eval_every=1, harmful=(0.3,),
                     harmful_lrs=(1e-5,), benign_lrs=(1e-6,), attack_steps=1, attack_eval_every=1,
-                    control=False, out=tmp_path, progress=False, model=smollm2)
+                    control=False, save_models=("gd",), out=tmp_path, progress=False, model=smollm2)
     benign = tmp_path / "benign.jsonl"
     benign.write_text("".join(json.dumps({"instruction": f"Say the number {i}.", "response": f"{i}."}) + "\n"
                               for i in range(8)))
@@ -82,8 +92,11 @@ def test_tiny_real_run_resumes_from_its_stages(smollm2, tmp_path):
     row = result.rows[0]
     assert row["method"] == "gd" and 0.0 <= row["attacked"] <= 1.0 and row["unlearn_lr"] == 1e-4
     stages = sorted(p.name for p in (tmp_path / "seed0").iterdir())
-    assert stages == ["attack-gd-benign.json", "attack-gd-harmfulp0.3.json", "original.json",
+    assert stages == ["attack-gd-benign.json", "attack-gd-harmfulp0.3.json", "models", "original.json",
                       "splits.json", "unlearn-gd.json"]
+    saved = torch.load(model_path(tmp_path, 0, "gd"))
+    changed_weights = [k for k, v in smollm2.state_dict().items() if not torch.equal(v, saved[k])]
+    assert changed_weights  # the unlearned weights, not the original's
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "seed0").iterdir()}
     again = run_real(**settings)
     assert again.rows == result.rows
