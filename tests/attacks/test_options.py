@@ -36,7 +36,7 @@ def test_lr_grid_returns_the_worst_case_and_keeps_every_run(tiny_org, forget_ret
     single = relearn(tiny_org.model, attack="harmful", forget=forget, retain=retain, lr=grid[1],
                      report="max", **FAST)  # each grid run is the plain run at its lr
     torch.testing.assert_close(result.grid[1].eval_accuracy, single.eval_accuracy)
-    assert sum(run.model is not None for run in result.grid) == 1
+    assert sum(run.bridge is not None for run in result.grid) == 1
 
 
 def test_lr_grid_scores_the_shared_start_once(tiny_org, forget_retain):
@@ -58,7 +58,7 @@ def test_lr_grid_scores_the_shared_start_once(tiny_org, forget_retain):
 def test_grid_result_saves_and_loads(tmp_path, tiny_org, tiny_oracle, forget_retain):
     forget, retain = forget_retain
     result = relearn(tiny_org.model, attack="harmful", forget=forget, retain=retain, lr=[1e-4, 1e-3],
-                     report="max", oracle=tiny_oracle.model, **FAST)
+                     report="max", oracle=tiny_oracle.bridge, **FAST)
     loaded = RelearnResult.load(result.save(tmp_path / "r.json"))
     assert loaded.attacked == result.attacked and loaded.oracle.attacked == result.oracle.attacked
     assert [run.lr for run in loaded.grid] == [1e-4, 1e-3]
@@ -67,14 +67,14 @@ def test_grid_result_saves_and_loads(tmp_path, tiny_org, tiny_oracle, forget_ret
 
 def test_wrong_pool_holds_only_wrongly_answered_facts(tiny_oracle, forget_retain):
     forget, _ = forget_retain
-    right = per_fact_correct(tiny_oracle.model, forget)
+    right = per_fact_correct(tiny_oracle.bridge, forget)
     assert 0 < int(right.sum()) < len(forget)  # the oracle gets some forget facts right by luck
-    part_a, part_b = wrong_pool_split(tiny_oracle.model, forget, 0.3, seed=1)
+    part_a, part_b = wrong_pool_split(tiny_oracle.bridge, forget, 0.3, seed=1)
     wrong_ids = {f.id for f, ok in zip(forget, right.tolist(), strict=True) if not ok}
     assert set(part_a.ids) <= wrong_ids
     assert len(part_a) == round(0.3 * len(forget))
     assert set(part_a.ids) | set(part_b.ids) == set(forget.ids) and not set(part_a.ids) & set(part_b.ids)
-    result = relearn(tiny_oracle.model, attack="harmful", forget=forget, p=0.3, pool="wrong", seed=1,
+    result = relearn(tiny_oracle.bridge, attack="harmful", forget=forget, p=0.3, pool="wrong", seed=1,
                      lr=1e-4, **FAST)
     assert result.train_ids == part_a.ids and result.eval_ids == part_b.ids
 
