@@ -43,7 +43,7 @@ def test_relearn_result_bridge_and_its_old_name(tiny_org, forget_retain):
                             lr=[1e-4, 1e-3], eval_every=1, progress=False)
     assert isinstance(result.bridge, Model) and result.bridge is not tiny_org.bridge
     assert [run.bridge is result.bridge for run in result.grid].count(True) == 1  # the others dropped
-    with pytest.warns(DeprecationWarning, match=r"RelearnResult.model is deprecated; use RelearnResult.bridge"):
+    with pytest.warns(DeprecationWarning, match=r"RelearnResult.model is deprecated; use RelearnResult.br"):
         assert result.model is result.bridge
     with pytest.warns(DeprecationWarning, match="RelearnResult.model"):
         result.model = None
