@@ -330,12 +330,6 @@ class RealResult:
 
     def beside_paper(self) -> str:
         """Markdown: ours (percent) next to the paper's Llama-3.2-3B row, per method."""
-        def cell(values: list[float]) -> str:
-            if not values:
-                return "n/a"
-            mean = 100 * statistics.fmean(values)
-            return f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}"
-
         columns = [("FS", "forget_mcqa"), ("RS", "retain_mcqa"), ("US", "test_mcqa")]
         columns += [(a, "attacked") for a in ATTACK_LABELS]
         header = ["method"] + [f"{name}: ours / paper" for name, _ in columns]
@@ -343,7 +337,7 @@ class RealResult:
         originals = [u["original"] for u in self.units if "original" in u]
         paper = LLAMA_TABLE1["default"]
         row = ["original model"] + [
-            f"{cell([o[key] for o in originals])} / {paper[name]:.1f}" if name in paper else ""
+            f"{_cell([o[key] for o in originals])} / {paper[name]:.1f}" if name in paper else ""
             for name, key in columns]
         lines.append("| " + " | ".join(row) + " |")
         for method in dict.fromkeys(r["method"] for r in self.rows):
@@ -352,15 +346,32 @@ class RealResult:
             for name, key in columns:
                 attack = name if name in ATTACK_LABELS else next(
                     (r["attack"] for r in self.rows if r["method"] == method), None)
-                ours = cell(self._values(method, attack, key))
+                ours = _cell(self._values(method, attack, key))
                 cells.append(f"{ours} / {paper[name]:.1f}" if name in paper else f"{ours} / -")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def recovery_table(self) -> str:
+        """Markdown: per attack, the evaluated facts' MCQA accuracy before the attack (its step 0)
+        and the recovery, the maximum during retraining minus that start (percentage points;
+        mean ± std over seeds). Part A of the harmful attack is drawn from wrongly answered
+        facts, so part B starts above the forget score; recovery removes that offset."""
+        attacks = [a for a in ATTACK_LABELS if any(r["attack"] == a for r in self.rows)]
+        header = ["method"] + [f"{a}: start / recovery" for a in attacks]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for method in dict.fromkeys(r["method"] for r in self.rows):
+            cells = [method]
+            for attack in attacks:
+                start = _cell(self._values(method, attack, "attack_start"))
+                gain = _cell(self._values(method, attack, "recovery"), signed=True)
+                cells.append(f"{start} / {gain}")
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         _write(folder / "real.json", self.to_dict())
-        atomic_write_text(folder / "real.md", self.table() + "\n")
+        atomic_write_text(folder / "real.md", self.table() + "\n\n" + self.recovery_table() + "\n")
         return folder
 
     def to_pandas(self) -> Any:
@@ -375,14 +386,6 @@ class RealResult:
 
     def table(self) -> str:
         """Markdown, MCQA accuracy in percent (mean ± std over seeds where more than one)."""
-        def cell(values: list[float]) -> str:
-            if not values:
-                return "n/a"
-            mean = 100 * statistics.fmean(values)
-            if len(values) == 1:
-                return f"{mean:.1f}"
-            return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}"
-
         attacks = [a for a in ATTACK_LABELS if any(r["attack"] == a for r in self.rows)]
         attacks += sorted({r["attack"] for r in self.rows} - set(attacks))
         header = ["method", "lr", "FS", "RS", "US", *attacks, "seeds"]
@@ -393,13 +396,22 @@ class RealResult:
                           and r.get("unlearn_lr") is not None})
             first = attacks[0] if attacks else None
             cells = [method, ", ".join(f"{v:g}" for v in lrs) or "-",
-                     cell(self._values(method, first, "forget_mcqa")),
-                     cell(self._values(method, first, "retain_mcqa")),
-                     cell(self._values(method, first, "test_mcqa"))]
-            cells += [cell(self._values(method, attack, "attacked")) for attack in attacks]
+                     _cell(self._values(method, first, "forget_mcqa")),
+                     _cell(self._values(method, first, "retain_mcqa")),
+                     _cell(self._values(method, first, "test_mcqa"))]
+            cells += [_cell(self._values(method, attack, "attacked")) for attack in attacks]
             cells.append(str(len({r["seed"] for r in self.rows if r["method"] == method})))
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
+
+
+def _cell(values: list[float], *, signed: bool = False) -> str:
+    """Percent, mean ± std over seeds (the mean alone for one seed); n/a when empty."""
+    if not values:
+        return "n/a"
+    mean = 100 * statistics.fmean(values)
+    text = f"{mean:+.1f}" if signed else f"{mean:.1f}"
+    return text if len(values) == 1 else f"{text} ± {100 * statistics.stdev(values):.1f}"
 
 
 def _rows(seed: int, method: str, summary: dict, attacks: dict[str, dict]) -> list[dict]:
@@ -412,6 +424,7 @@ def _rows(seed: int, method: str, summary: dict, attacks: dict[str, dict]) -> li
                      "reached_chance": summary.get("reached"),
                      "forget_mcqa": summary["forget_mcqa"], "retain_mcqa": summary["retain_mcqa"],
                      "test_mcqa": summary["test_mcqa"], "attacked": result.attacked,
+                     "attack_start": result.unlearned, "recovery": result.attacked - result.unlearned,
                      "attacked_final": result.final, "attack_lr": best_lr,
                      "attacked_by_lr": {str(r.lr): r.attacked for r in (result.grid or [result])},
                      "n_attack_train": len(result.train_ids), "n_attack_eval": len(result.eval_ids),

@@ -129,7 +129,8 @@ def test_control_needs_enough_never_known_facts():
 
 def test_result_tables_and_round_trip(tmp_path):
     rows = [{"seed": s, "method": "gd", "attack": a, "unlearn_lr": 1e-4, "forget_mcqa": 0.25,
-             "retain_mcqa": 0.9, "test_mcqa": 0.8, "attacked": v}
+             "retain_mcqa": 0.9, "test_mcqa": 0.8, "attacked": v, "attack_start": 0.4,
+             "recovery": v - 0.4}
             for s, v in ((0, 0.5), (1, 0.7)) for a in ("harmful p=0.1", "benign")]
     result = RealResult(REAL, rows, [{"seed": 0, "original": {"forget_mcqa": 1.0, "retain_mcqa": 1.0,
                                                                "test_mcqa": 1.0}}], {})
@@ -141,4 +142,6 @@ def test_result_tables_and_round_trip(tmp_path):
     assert "| original model | 100.0 / 91.9 |" in paper
     loaded = RealResult.load(result.save(tmp_path))
     assert loaded.rows == rows and loaded.config == REAL
-    assert (tmp_path / "real.md").read_text().strip() == table
+    recovery = result.recovery_table()
+    assert "| gd | 40.0 ± 0.0 / +20.0 ± 14.1 | 40.0 ± 0.0 / +20.0 ± 14.1 |" in recovery
+    assert (tmp_path / "real.md").read_text().strip() == table + "\n\n" + recovery
