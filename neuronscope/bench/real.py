@@ -45,16 +45,18 @@ from neuronscope.atomic import atomic_torch_save, atomic_write_text
 from neuronscope.attacks import RelearnResult, relearn
 from neuronscope.facts import FactSet
 from neuronscope.mcqa import chance, check_mcqa, mcqa_accuracy, mcqa_metric
+from neuronscope.models import copy_model
 from neuronscope.pretrained import pretrained
 from neuronscope.progress import progress_bar
 from neuronscope.realworld import benign_instructions, real_facts
 from neuronscope.scoring import accuracy
 from neuronscope.unlearning import SSIUU, search_lr
 
-__all__ = ["LLAMA_TABLE1", "REAL", "RealConfig", "RealResult", "known_facts", "model_path", "real_splits",
-           "run_real", "sample_groups"]
+__all__ = ["LLAMA_TABLE1", "REAL", "RealConfig", "RealResult", "collect_real", "known_facts", "model_path",
+           "real_splits", "run_real", "sample_groups"]
 
 CONTROL = "control"
+_PER_ROW = ("methods", "control")   # settings that choose rows, not how a row is computed
 ATTACK_LABELS = ("harmful p=0.1", "harmful p=0.3", "benign")
 
 # The paper's Table 1, Llama-3.2-3B rows (FaithUn, MCQA accuracy in percent; ``/work/shared`` PAPER.md).
@@ -432,6 +434,53 @@ def _rows(seed: int, method: str, summary: dict, attacks: dict[str, dict]) -> li
     return rows
 
 
+def collect_real(out: str | Path) -> RealResult:
+    """The result of the stages already written under ``out``, without a model and without
+    running anything: every (seed, method) whose unlearning and attacks are all on disk (the
+    control: its attacks) becomes rows. For a look at a run in progress, or at one stopped early.
+
+    Example:
+        >>> import tempfile
+        >>> collect_real(tempfile.mkdtemp()).rows
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: ... holds no config.json of a real-preset run
+    """
+    folder = Path(out)
+    stored = _read(folder / "config.json")
+    if stored is None:
+        raise FileNotFoundError(f"{str(folder)!r} holds no config.json of a real-preset run")
+    config = RealConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+    seed_dirs = sorted((p for p in folder.glob("seed*") if p.name[4:].isdigit()),
+                       key=lambda p: int(p.name[4:]))
+    result = RealResult(config.with_overrides(seeds=tuple(int(p.name[4:]) for p in seed_dirs) or (0,)),
+                        meta={"collected": True, "chance": chance(3)})
+    labels = list(config.methods) + ([CONTROL] if config.control else [])
+    for seed_dir in seed_dirs:
+        seed = int(seed_dir.name[4:])
+        splits, original = _read(seed_dir / "splits.json"), _read(seed_dir / "original.json")
+        if splits is None or original is None:
+            continue
+        result.units.append({"seed": seed, **{k: splits[k] for k in ("n_known", "n_never", "forget_share")},
+                             "n_forget": len(splits["forget"]), "n_retain": len(splits["retain"]),
+                             "original": original})
+        for label in labels:
+            if _missing_attacks(seed_dir, label, config):
+                continue
+            names = [f"harmful p={p:g}" for p in config.harmful] + ["benign"]
+            attacks = {n: _read(_attack_path(seed_dir, label, n)) for n in names}
+            if label == CONTROL:  # the benign attack scores the whole control set at its step 0
+                control_score = RelearnResult.from_dict(attacks["benign"]["result"]).unlearned
+                summary = {"forget_mcqa": control_score, "retain_mcqa": original["retain_mcqa"],
+                           "test_mcqa": original["test_mcqa"], "lr": None, "steps": 0, "reached": None}
+            else:
+                summary = _read(seed_dir / f"unlearn-{label}.json")
+                if summary is None:
+                    continue
+            result.rows.extend(_rows(seed, label, summary, attacks))
+    return result
+
+
 def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | Path | None = None,
              progress: bool = True, model: Any = None, **overrides: Any) -> RealResult:
     """Run the ``real`` preset (see the module docstring); ``out`` holds the stages and results.
@@ -445,10 +494,15 @@ def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | 
     if folder is not None:  # stages of another configuration must not be mixed in
         stored_config = _read(folder / "config.json")
         mine = {k: v for k, v in config.to_dict().items() if k not in ("seeds", "save_models")}
-        if stored_config is not None and stored_config != mine:
-            changed = sorted(k for k in mine if stored_config.get(k) != mine[k])
-            raise ValueError(f"{folder} holds stages of another real-preset configuration "
-                             f"(differs in {changed}); use another out folder")
+        if stored_config is not None:
+            changed = sorted(k for k in mine if k not in _PER_ROW and stored_config.get(k) != mine[k])
+            if changed:
+                raise ValueError(f"{folder} holds stages of another real-preset configuration "
+                                 f"(differs in {changed}); use another out folder")
+            # which methods an out folder holds grows with each run (a row depends only on its seed)
+            methods = list(dict.fromkeys([*stored_config.get("methods", []), *mine["methods"]]))
+            control = bool(stored_config.get("control")) or mine["control"]
+            mine = {**mine, "methods": methods, "control": control}
         _write(folder / "config.json", mine)
     facts = sample_groups(check_mcqa(real_facts(config.facts)), config.fact_sample)
     benign = benign_instructions(config.benign)
@@ -501,6 +555,13 @@ def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | 
                                "test_mcqa": original["test_mcqa"], "lr": None, "steps": 0, "reached": None}
                     attacks = _attacks(model, control, config, seed, metric, benign, seed_dir, label,
                                        progress)
+                elif summary is not None and _missing_attacks(seed_dir, label, config) and \
+                        model_path(folder, seed, label).is_file():  # unlearned and kept: load it back
+                    unlearned = copy_model(model)
+                    unlearned.load_state_dict(torch.load(model_path(folder, seed, label)))
+                    attacks = _attacks(unlearned, forget, config, seed, metric, benign, seed_dir,
+                                       label, progress)
+                    del unlearned
                 elif summary is None or _missing_attacks(seed_dir, label, config):
                     unlearned, summary = _unlearn_lowest_lr(model, forget, retain, config, label, seed,
                                                             metric, target)

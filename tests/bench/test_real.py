@@ -13,6 +13,7 @@ from neuronscope.bench.real import (
     REAL,
     RealConfig,
     RealResult,
+    collect_real,
     model_path,
     real_splits,
     run_real,
@@ -100,6 +101,14 @@ def test_tiny_real_run_resumes_from_its_stages(smollm2, tmp_path):
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "seed0").iterdir()}
     again = run_real(**settings)
     assert again.rows == result.rows
+    assert collect_real(tmp_path).rows == result.rows  # the same rows from the stage files alone
+    unlearn_mtime = (tmp_path / "seed0" / "unlearn-gd.json").stat().st_mtime_ns
+    (tmp_path / "seed0" / "attack-gd-benign.json").unlink()
+    resumed = run_real(**settings)  # the attack reruns on the kept weights; no second unlearning
+    assert (tmp_path / "seed0" / "unlearn-gd.json").stat().st_mtime_ns == unlearn_mtime
+    benign_rows = [r for r in resumed.rows if r["attack"] == "benign"]
+    first_benign = [r for r in result.rows if r["attack"] == "benign"]
+    assert [r["attacked"] for r in benign_rows] == [r["attacked"] for r in first_benign]
     changed = [p.name for p, t in mtimes.items() if p.stat().st_mtime_ns != t and p.name != "splits.json"]
     assert changed == []  # nothing recomputed
     assert (tmp_path / "real.md").read_text().startswith("| method |")
