@@ -45,16 +45,18 @@ from neuronscope.atomic import atomic_torch_save, atomic_write_text
 from neuronscope.attacks import RelearnResult, relearn
 from neuronscope.facts import FactSet
 from neuronscope.mcqa import chance, check_mcqa, mcqa_accuracy, mcqa_metric
+from neuronscope.models import copy_model
 from neuronscope.pretrained import pretrained
 from neuronscope.progress import progress_bar
 from neuronscope.realworld import benign_instructions, real_facts
 from neuronscope.scoring import accuracy
 from neuronscope.unlearning import SSIUU, search_lr
 
-__all__ = ["LLAMA_TABLE1", "REAL", "RealConfig", "RealResult", "known_facts", "model_path", "real_splits",
-           "run_real", "sample_groups"]
+__all__ = ["LLAMA_TABLE1", "REAL", "RealConfig", "RealResult", "collect_real", "known_facts", "model_path",
+           "real_splits", "run_real", "sample_groups"]
 
 CONTROL = "control"
+_PER_ROW = ("methods", "control")   # settings that choose rows, not how a row is computed
 ATTACK_LABELS = ("harmful p=0.1", "harmful p=0.3", "benign")
 
 # The paper's Table 1, Llama-3.2-3B rows (FaithUn, MCQA accuracy in percent; ``/work/shared`` PAPER.md).
@@ -330,12 +332,6 @@ class RealResult:
 
     def beside_paper(self) -> str:
         """Markdown: ours (percent) next to the paper's Llama-3.2-3B row, per method."""
-        def cell(values: list[float]) -> str:
-            if not values:
-                return "n/a"
-            mean = 100 * statistics.fmean(values)
-            return f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}"
-
         columns = [("FS", "forget_mcqa"), ("RS", "retain_mcqa"), ("US", "test_mcqa")]
         columns += [(a, "attacked") for a in ATTACK_LABELS]
         header = ["method"] + [f"{name}: ours / paper" for name, _ in columns]
@@ -343,7 +339,7 @@ class RealResult:
         originals = [u["original"] for u in self.units if "original" in u]
         paper = LLAMA_TABLE1["default"]
         row = ["original model"] + [
-            f"{cell([o[key] for o in originals])} / {paper[name]:.1f}" if name in paper else ""
+            f"{_cell([o[key] for o in originals])} / {paper[name]:.1f}" if name in paper else ""
             for name, key in columns]
         lines.append("| " + " | ".join(row) + " |")
         for method in dict.fromkeys(r["method"] for r in self.rows):
@@ -352,15 +348,32 @@ class RealResult:
             for name, key in columns:
                 attack = name if name in ATTACK_LABELS else next(
                     (r["attack"] for r in self.rows if r["method"] == method), None)
-                ours = cell(self._values(method, attack, key))
+                ours = _cell(self._values(method, attack, key))
                 cells.append(f"{ours} / {paper[name]:.1f}" if name in paper else f"{ours} / -")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def recovery_table(self) -> str:
+        """Markdown: per attack, the evaluated facts' MCQA accuracy before the attack (its step 0)
+        and the recovery, the maximum during retraining minus that start (percentage points;
+        mean ± std over seeds). Part A of the harmful attack is drawn from wrongly answered
+        facts, so part B starts above the forget score; recovery removes that offset."""
+        attacks = [a for a in ATTACK_LABELS if any(r["attack"] == a for r in self.rows)]
+        header = ["method"] + [f"{a}: start / recovery" for a in attacks]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for method in dict.fromkeys(r["method"] for r in self.rows):
+            cells = [method]
+            for attack in attacks:
+                start = _cell(self._values(method, attack, "attack_start"))
+                gain = _cell(self._values(method, attack, "recovery"), signed=True)
+                cells.append(f"{start} / {gain}")
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         _write(folder / "real.json", self.to_dict())
-        atomic_write_text(folder / "real.md", self.table() + "\n")
+        atomic_write_text(folder / "real.md", self.table() + "\n\n" + self.recovery_table() + "\n")
         return folder
 
     def to_pandas(self) -> Any:
@@ -375,14 +388,6 @@ class RealResult:
 
     def table(self) -> str:
         """Markdown, MCQA accuracy in percent (mean ± std over seeds where more than one)."""
-        def cell(values: list[float]) -> str:
-            if not values:
-                return "n/a"
-            mean = 100 * statistics.fmean(values)
-            if len(values) == 1:
-                return f"{mean:.1f}"
-            return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}"
-
         attacks = [a for a in ATTACK_LABELS if any(r["attack"] == a for r in self.rows)]
         attacks += sorted({r["attack"] for r in self.rows} - set(attacks))
         header = ["method", "lr", "FS", "RS", "US", *attacks, "seeds"]
@@ -393,13 +398,22 @@ class RealResult:
                           and r.get("unlearn_lr") is not None})
             first = attacks[0] if attacks else None
             cells = [method, ", ".join(f"{v:g}" for v in lrs) or "-",
-                     cell(self._values(method, first, "forget_mcqa")),
-                     cell(self._values(method, first, "retain_mcqa")),
-                     cell(self._values(method, first, "test_mcqa"))]
-            cells += [cell(self._values(method, attack, "attacked")) for attack in attacks]
+                     _cell(self._values(method, first, "forget_mcqa")),
+                     _cell(self._values(method, first, "retain_mcqa")),
+                     _cell(self._values(method, first, "test_mcqa"))]
+            cells += [_cell(self._values(method, attack, "attacked")) for attack in attacks]
             cells.append(str(len({r["seed"] for r in self.rows if r["method"] == method})))
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
+
+
+def _cell(values: list[float], *, signed: bool = False) -> str:
+    """Percent, mean ± std over seeds (the mean alone for one seed); n/a when empty."""
+    if not values:
+        return "n/a"
+    mean = 100 * statistics.fmean(values)
+    text = f"{mean:+.1f}" if signed else f"{mean:.1f}"
+    return text if len(values) == 1 else f"{text} ± {100 * statistics.stdev(values):.1f}"
 
 
 def _rows(seed: int, method: str, summary: dict, attacks: dict[str, dict]) -> list[dict]:
@@ -412,11 +426,59 @@ def _rows(seed: int, method: str, summary: dict, attacks: dict[str, dict]) -> li
                      "reached_chance": summary.get("reached"),
                      "forget_mcqa": summary["forget_mcqa"], "retain_mcqa": summary["retain_mcqa"],
                      "test_mcqa": summary["test_mcqa"], "attacked": result.attacked,
+                     "attack_start": result.unlearned, "recovery": result.attacked - result.unlearned,
                      "attacked_final": result.final, "attack_lr": best_lr,
                      "attacked_by_lr": {str(r.lr): r.attacked for r in (result.grid or [result])},
                      "n_attack_train": len(result.train_ids), "n_attack_eval": len(result.eval_ids),
                      "attack_cpu_seconds": record["cpu_seconds"]})
     return rows
+
+
+def collect_real(out: str | Path) -> RealResult:
+    """The result of the stages already written under ``out``, without a model and without
+    running anything: every (seed, method) whose unlearning and attacks are all on disk (the
+    control: its attacks) becomes rows. For a look at a run in progress, or at one stopped early.
+
+    Example:
+        >>> import tempfile
+        >>> collect_real(tempfile.mkdtemp()).rows
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: ... holds no config.json of a real-preset run
+    """
+    folder = Path(out)
+    stored = _read(folder / "config.json")
+    if stored is None:
+        raise FileNotFoundError(f"{str(folder)!r} holds no config.json of a real-preset run")
+    config = RealConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+    seed_dirs = sorted((p for p in folder.glob("seed*") if p.name[4:].isdigit()),
+                       key=lambda p: int(p.name[4:]))
+    result = RealResult(config.with_overrides(seeds=tuple(int(p.name[4:]) for p in seed_dirs) or (0,)),
+                        meta={"collected": True, "chance": chance(3)})
+    labels = list(config.methods) + ([CONTROL] if config.control else [])
+    for seed_dir in seed_dirs:
+        seed = int(seed_dir.name[4:])
+        splits, original = _read(seed_dir / "splits.json"), _read(seed_dir / "original.json")
+        if splits is None or original is None:
+            continue
+        result.units.append({"seed": seed, **{k: splits[k] for k in ("n_known", "n_never", "forget_share")},
+                             "n_forget": len(splits["forget"]), "n_retain": len(splits["retain"]),
+                             "original": original})
+        for label in labels:
+            if _missing_attacks(seed_dir, label, config):
+                continue
+            names = [f"harmful p={p:g}" for p in config.harmful] + ["benign"]
+            attacks = {n: _read(_attack_path(seed_dir, label, n)) for n in names}
+            if label == CONTROL:  # the benign attack scores the whole control set at its step 0
+                control_score = RelearnResult.from_dict(attacks["benign"]["result"]).unlearned
+                summary = {"forget_mcqa": control_score, "retain_mcqa": original["retain_mcqa"],
+                           "test_mcqa": original["test_mcqa"], "lr": None, "steps": 0, "reached": None}
+            else:
+                summary = _read(seed_dir / f"unlearn-{label}.json")
+                if summary is None:
+                    continue
+            result.rows.extend(_rows(seed, label, summary, attacks))
+    return result
 
 
 def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | Path | None = None,
@@ -432,10 +494,15 @@ def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | 
     if folder is not None:  # stages of another configuration must not be mixed in
         stored_config = _read(folder / "config.json")
         mine = {k: v for k, v in config.to_dict().items() if k not in ("seeds", "save_models")}
-        if stored_config is not None and stored_config != mine:
-            changed = sorted(k for k in mine if stored_config.get(k) != mine[k])
-            raise ValueError(f"{folder} holds stages of another real-preset configuration "
-                             f"(differs in {changed}); use another out folder")
+        if stored_config is not None:
+            changed = sorted(k for k in mine if k not in _PER_ROW and stored_config.get(k) != mine[k])
+            if changed:
+                raise ValueError(f"{folder} holds stages of another real-preset configuration "
+                                 f"(differs in {changed}); use another out folder")
+            # which methods an out folder holds grows with each run (a row depends only on its seed)
+            methods = list(dict.fromkeys([*stored_config.get("methods", []), *mine["methods"]]))
+            control = bool(stored_config.get("control")) or mine["control"]
+            mine = {**mine, "methods": methods, "control": control}
         _write(folder / "config.json", mine)
     facts = sample_groups(check_mcqa(real_facts(config.facts)), config.fact_sample)
     benign = benign_instructions(config.benign)
@@ -488,6 +555,13 @@ def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | 
                                "test_mcqa": original["test_mcqa"], "lr": None, "steps": 0, "reached": None}
                     attacks = _attacks(model, control, config, seed, metric, benign, seed_dir, label,
                                        progress)
+                elif summary is not None and _missing_attacks(seed_dir, label, config) and \
+                        model_path(folder, seed, label).is_file():  # unlearned and kept: load it back
+                    unlearned = copy_model(model)
+                    unlearned.load_state_dict(torch.load(model_path(folder, seed, label)))
+                    attacks = _attacks(unlearned, forget, config, seed, metric, benign, seed_dir,
+                                       label, progress)
+                    del unlearned
                 elif summary is None or _missing_attacks(seed_dir, label, config):
                     unlearned, summary = _unlearn_lowest_lr(model, forget, retain, config, label, seed,
                                                             metric, target)

@@ -13,6 +13,7 @@ from neuronscope.bench.real import (
     REAL,
     RealConfig,
     RealResult,
+    collect_real,
     model_path,
     real_splits,
     run_real,
@@ -100,6 +101,14 @@ def test_tiny_real_run_resumes_from_its_stages(smollm2, tmp_path):
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "seed0").iterdir()}
     again = run_real(**settings)
     assert again.rows == result.rows
+    assert collect_real(tmp_path).rows == result.rows  # the same rows from the stage files alone
+    unlearn_mtime = (tmp_path / "seed0" / "unlearn-gd.json").stat().st_mtime_ns
+    (tmp_path / "seed0" / "attack-gd-benign.json").unlink()
+    resumed = run_real(**settings)  # the attack reruns on the kept weights; no second unlearning
+    assert (tmp_path / "seed0" / "unlearn-gd.json").stat().st_mtime_ns == unlearn_mtime
+    benign_rows = [r for r in resumed.rows if r["attack"] == "benign"]
+    first_benign = [r for r in result.rows if r["attack"] == "benign"]
+    assert [r["attacked"] for r in benign_rows] == [r["attacked"] for r in first_benign]
     changed = [p.name for p, t in mtimes.items() if p.stat().st_mtime_ns != t and p.name != "splits.json"]
     assert changed == []  # nothing recomputed
     assert (tmp_path / "real.md").read_text().startswith("| method |")
@@ -129,7 +138,8 @@ def test_control_needs_enough_never_known_facts():
 
 def test_result_tables_and_round_trip(tmp_path):
     rows = [{"seed": s, "method": "gd", "attack": a, "unlearn_lr": 1e-4, "forget_mcqa": 0.25,
-             "retain_mcqa": 0.9, "test_mcqa": 0.8, "attacked": v}
+             "retain_mcqa": 0.9, "test_mcqa": 0.8, "attacked": v, "attack_start": 0.4,
+             "recovery": v - 0.4}
             for s, v in ((0, 0.5), (1, 0.7)) for a in ("harmful p=0.1", "benign")]
     result = RealResult(REAL, rows, [{"seed": 0, "original": {"forget_mcqa": 1.0, "retain_mcqa": 1.0,
                                                                "test_mcqa": 1.0}}], {})
@@ -141,4 +151,6 @@ def test_result_tables_and_round_trip(tmp_path):
     assert "| original model | 100.0 / 91.9 |" in paper
     loaded = RealResult.load(result.save(tmp_path))
     assert loaded.rows == rows and loaded.config == REAL
-    assert (tmp_path / "real.md").read_text().strip() == table
+    recovery = result.recovery_table()
+    assert "| gd | 40.0 ± 0.0 / +20.0 ± 14.1 | 40.0 ± 0.0 / +20.0 ± 14.1 |" in recovery
+    assert (tmp_path / "real.md").read_text().strip() == table + "\n\n" + recovery
