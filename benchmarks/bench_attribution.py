@@ -340,7 +340,7 @@ def main() -> None:
     if "organism" in cases:
         org = ns.organism(world, size="small", progress=False)
         facts = world.facts[: args.organism_facts]
-        results["organism"] = run_case("organism (small)", org.model, facts, steps=args.steps,
+        results["organism"] = run_case("organism (small)", org.bridge, facts, steps=args.steps,
                                        ref_facts=args.ref_facts, captum_ibs=captum_ibs,
                                        ablations=_ablations(args.ablations), rounds=args.rounds,
                                        target="prob", cpu_clock=not args.wall)

@@ -244,14 +244,14 @@ def main() -> None:
         settings = {"adaptive, tolerance 1e-2 (default)": {},
                     "fixed 20 Gauss-Legendre steps (old default)": {"steps": 20, "tolerance": None}}
         for name, kw in settings.items():
-            seconds, attr = cpu(lambda kw=kw: attribute(org.model, org_facts, target="prob", progress=False,
+            seconds, attr = cpu(lambda kw=kw: attribute(org.bridge, org_facts, target="prob", progress=False,
                                                         **kw))
             rel = relative_delta(attr)
             rows[name] = {"cpu_s": seconds, "pairs": rel.numel(), "pairs_over_1pct": int((rel > 0.01).sum()),
                           "max_relative_delta": float(rel.max()),
                           "steps_mean": float(attr.steps_used.double().mean()),
                           "steps_max": int(attr.steps_used.max())}
-        stages.put("organism", {"facts": len(org_facts), "layers": org.model.cfg.n_layers, "rows": rows})
+        stages.put("organism", {"facts": len(org_facts), "layers": org.bridge.cfg.n_layers, "rows": rows})
     if stages.path is not None:
         print(f"wrote {stages.path}")
 

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> dict:
 
         model = gpt2_shaped(world)
     else:
-        model = ns.organism(world, size=args.size, seed=0, progress=False).model
+        model = ns.organism(world, size=args.size, seed=0, progress=False).bridge
     penalties = {"base": None, "floor": BareGradient(), "ssiuu": SSIUU(args.lam),
                  "ssiuu_neuron": SSIUU(args.lam, level="neuron")}
     times: dict[str, dict[str, list[float]]] = {m: {v: [] for v in VARIANTS} for m in args.methods}

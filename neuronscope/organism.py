@@ -19,7 +19,6 @@ import json
 import math
 import os
 import random
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,9 +32,9 @@ from neuronscope.cache import cache_dir
 from neuronscope.deprecation import DeprecatedAlias
 from neuronscope.facts import Fact, FactSet
 from neuronscope.models import _bridge_class, guard_deepcopy, native_config
-from neuronscope.progress import progress_bar
 from neuronscope.scoring import answer_token_logprobs, scores
 from neuronscope.tokenization import WordTokenizer, tokenize
+from neuronscope.training import EpochSampler, TrainHistory, TrainSettings, finetune
 from neuronscope.types import Model
 from neuronscope.world import FactWorld
 
@@ -138,16 +137,15 @@ def _training_facts(world: FactWorld, recipe: OrganismRecipe, seed: int,
 
 def _train(model: Any, facts: FactSet, benign: FactSet, recipe: OrganismRecipe, seed: int,
            progress: bool) -> dict:
+    """Train on facts + benign sentences through :func:`finetune`: seeded epochs
+    (:class:`EpochSampler`), AdamW, linear warm-up over two epochs then a cosine decay to
+    ``final_lr_fraction``, fact accuracy every ``eval_every`` epochs, stop at ``target_accuracy``."""
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     net = model.original_model  # same parameters, without the bridge's per-call overhead
     data = tokenize(list(facts) + list(benign), model.tokenizer, max_length=recipe.n_ctx)
     fact_batch = data[: len(facts)] if len(facts) else None
-    n = len(data)
-    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    steps_per_epoch = math.ceil(len(data) / recipe.batch_size)
     total = steps_per_epoch * recipe.max_epochs
-    optimizer = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
-                                  betas=(0.9, 0.98))
     warmup = steps_per_epoch * 2
 
     def lr_factor(step: int) -> float:
@@ -157,43 +155,50 @@ def _train(model: Any, facts: FactSet, benign: FactSet, recipe: OrganismRecipe, 
         return recipe.final_lr_fraction + (1 - recipe.final_lr_fraction) * 0.5 * (
             1 + math.cos(math.pi * min(1.0, progress)))
 
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    history: list[dict] = []
-    start = time.perf_counter()
-    bar = progress_bar(total=recipe.max_epochs, desc="training organism", unit="epoch",
-                       enabled=progress, leave=False)
-    reached = False
-    epoch = 0
-    for epoch in range(1, recipe.max_epochs + 1):
+    def loss_fn(net: Any, batches: dict[str, Any], step: int) -> dict[str, torch.Tensor]:
+        rows = batches["train"]
+        picked, mask = answer_token_logprobs(net(rows.tokens), rows)
+        return {"loss": -(picked.sum() / mask.sum())}
+
+    def evaluate(net: Any) -> dict[str, float]:
+        net.eval()
+        acc = _accuracy(net, fact_batch) if fact_batch is not None else 1.0
         net.train()
-        order = torch.randperm(n, generator=generator)
-        epoch_loss = 0.0
-        for step in range(steps_per_epoch):
-            rows = data[order[step * recipe.batch_size : (step + 1) * recipe.batch_size]]
-            logits = net(rows.tokens)
-            picked, mask = answer_token_logprobs(logits, rows)
-            loss = -(picked.sum() / mask.sum())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            epoch_loss += float(loss.detach())
-        bar.update(1)
-        if epoch % recipe.eval_every == 0 or epoch == recipe.max_epochs:
-            net.eval()
-            acc = _accuracy(net, fact_batch) if fact_batch is not None else 1.0
-            history.append({"epoch": epoch, "loss": epoch_loss / steps_per_epoch,
-                            "fact_accuracy": acc, "seconds": time.perf_counter() - start})
-            bar.set_postfix(loss=f"{epoch_loss / steps_per_epoch:.3f}", acc=f"{acc:.3f}")
-            if acc >= recipe.target_accuracy:
-                reached = True
-                break
-    bar.close()
+        return {"fact_accuracy": acc}
+
+    settings = TrainSettings(lr=recipe.lr, max_steps=total, batch_size=recipe.batch_size,
+                             weight_decay=recipe.weight_decay, betas=(0.9, 0.98), grad_clip=1.0,
+                             eval_every=steps_per_epoch * recipe.eval_every, seed=seed, train_mode=True,
+                             snapshot=False)
+    def reached(metrics: dict) -> bool:  # the accuracy before the first step never stops the run
+        return metrics.get("step", 0) > 0 and metrics["fact_accuracy"] >= recipe.target_accuracy
+
+    _, history = finetune(net, loss_fn, {"train": data}, settings, evaluate=evaluate, stop_when=reached,
+                          inplace=True, progress=progress, desc="training organism", sampler=EpochSampler,
+                          lr_schedule=lr_factor)
     net.eval()
     model.eval()
-    return {"epochs": epoch, "seconds": time.perf_counter() - start, "reached_target": reached,
-            "n_facts": len(facts), "n_benign": len(benign), "history": history}
+    return {"epochs": history.n_steps // steps_per_epoch, "seconds": history.seconds,
+            "reached_target": history.stopped_reason == "target", "n_facts": len(facts),
+            "n_benign": len(benign), "history": _epochs(history, steps_per_epoch)}
+
+
+def _epochs(history: TrainHistory, steps_per_epoch: int) -> list[dict]:
+    """One record per evaluated epoch: the epoch's mean loss, the fact accuracy and the seconds
+    of training steps so far."""
+    losses = [r["loss"] for r in history.steps if r["step"] > 0]
+    records, seconds = [], 0.0
+    for record in history.steps[1:]:
+        seconds += record.get("seconds", 0.0)
+        if not record.get("evaluated"):
+            continue
+        epoch = record["step"] // steps_per_epoch
+        epoch_loss = 0.0
+        for loss in losses[(epoch - 1) * steps_per_epoch : epoch * steps_per_epoch]:
+            epoch_loss += loss
+        records.append({"epoch": epoch, "loss": epoch_loss / steps_per_epoch,
+                        "fact_accuracy": record["fact_accuracy"], "seconds": seconds})
+    return records
 
 
 def _accuracy(net: Any, batch: Any) -> float:

@@ -25,9 +25,13 @@ from torch import Tensor
 
 from neuronscope.facts import Fact
 
-__all__ = ["FactBatch", "WordTokenizer", "batch_from_ids", "encode_text", "pad_token_id", "tokenize"]
+__all__ = ["POSITIONS", "FactBatch", "WordTokenizer", "batch_from_ids", "encode_text", "pad_token_id",
+           "position_mask", "tokenize"]
 
 _WORD = re.compile(r"\w+|[^\w\s]")
+
+POSITIONS = ("prompt", "last", "all")
+"""Token positions of a fact: its prompt (BOS included), its last prompt token, every real token."""
 
 
 class WordTokenizer:
@@ -266,3 +270,33 @@ def batch_from_ids(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> 
         prompt_mask[row, :p] = True
         answer_mask[row, p : p + a] = True
     return FactBatch(tokens, attention, prompt_mask, answer_mask, pad_id=pad_id)
+
+
+def position_mask(batch: FactBatch, positions: str, width: int | None = None) -> Bool[Tensor, "fact seq"]:
+    """The token positions ``positions`` of each row: ``"prompt"`` (BOS and the prompt tokens: the
+    context the model reads before the answer), ``"last"`` (the last prompt token only) or
+    ``"all"`` (every real token, the answer's included). With ``width``, the mask is cut or
+    padded with False to that many columns (for activations narrower or wider than the batch).
+
+    Example:
+        >>> tok = WordTokenizer.from_texts(["Ada was born in Varno"])
+        >>> batch = tokenize([Fact("Ada was born in", "Varno")], tok)    # [bos] Ada was born in Varno
+        >>> position_mask(batch, "last").int().tolist(), position_mask(batch, "all", width=7).sum().item()
+        ([[0, 0, 0, 0, 1, 0]], 6)
+    """
+    if positions == "prompt":
+        mask = batch.prompt_mask.clone()
+    elif positions == "last":
+        mask = torch.zeros_like(batch.prompt_mask)
+        rows = torch.arange(len(batch), device=mask.device)
+        mask[rows, batch.prompt_mask.sum(-1) - 1] = True
+    elif positions == "all":
+        mask = batch.attention_mask.clone()
+    else:
+        raise ValueError(f"unknown positions {positions!r}; expected one of {POSITIONS}")
+    if width is not None and width != mask.shape[1]:
+        full = torch.zeros(mask.shape[0], width, dtype=torch.bool, device=mask.device)
+        take = min(width, mask.shape[1])
+        full[:, :take] = mask[:, :take]
+        mask = full
+    return mask

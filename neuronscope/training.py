@@ -60,10 +60,12 @@ from neuronscope.types import Model
 
 __all__ = [
     "Callback",
+    "EpochSampler",
     "EvalFn",
     "IndexedBatch",
     "LossFn",
     "MinibatchSampler",
+    "Sampler",
     "TrainHistory",
     "TrainSettings",
     "at_most",
@@ -95,6 +97,9 @@ EvalFn = Callable[[Any], dict[str, float]]
 """``evaluate(model) -> {"forget_accuracy": ..., ...}``; called without gradients."""
 Callback = Callable[[Any, dict], "bool | None"]
 """``callback(model, record)`` after every step; returning True stops the run."""
+Sampler = Callable[[FactBatch, int, int, str], Any]
+"""``sampler(batch, size, seed, name)``: an object whose ``next()`` returns the next
+:class:`IndexedBatch` of ``batch`` (see :class:`MinibatchSampler`, :class:`EpochSampler`)."""
 
 
 @dataclass
@@ -201,6 +206,39 @@ class MinibatchSampler:
         rows = self.batch[index]
         return IndexedBatch(rows.tokens, rows.attention_mask, rows.prompt_mask, rows.answer_mask,
                             index=index)
+
+
+class EpochSampler:
+    """Seeded epochs over one batch, cut in order: each epoch draws a fresh permutation (from one
+    generator seeded with ``seed``; ``name`` is not used) and yields its consecutive slices of
+    ``size`` rows, the last one smaller when ``size`` does not divide the batch, so an epoch is
+    ``ceil(len(batch) / size)`` steps and visits every row once (the organism's training order).
+
+    Example:
+        >>> from neuronscope import FactWorld
+        >>> from neuronscope.tokenization import tokenize
+        >>> world = FactWorld.synthetic(n_people=2)
+        >>> batch = tokenize(world.facts, world.tokenizer)            # 10 facts
+        >>> sampler = EpochSampler(batch, 4, seed=0, name="train")
+        >>> [len(sampler.next()) for _ in range(6)]
+        [4, 4, 2, 4, 4, 2]
+    """
+
+    def __init__(self, batch: FactBatch, size: int, seed: int, name: str = "") -> None:
+        self.batch, self.size, self.n = batch, int(size), len(batch)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.order = torch.empty(0, dtype=torch.long)
+        self.position = 0
+
+    def next(self) -> IndexedBatch:
+        if self.position >= len(self.order):
+            self.order = torch.randperm(self.n, generator=self.generator)
+            self.position = 0
+        index = self.order[self.position : self.position + self.size]
+        self.position += len(index)
+        rows = self.batch[index]
+        return IndexedBatch(rows.tokens, rows.attention_mask, rows.prompt_mask, rows.answer_mask,
+                            pad_id=rows.pad_id, index=index)
 
 
 @dataclass
@@ -344,6 +382,9 @@ def finetune(
     inplace: bool = False,
     progress: bool = True,
     desc: str = "fine-tuning",
+    unit: str = "step",
+    sampler: Sampler = MinibatchSampler,
+    lr_schedule: Callable[[int], float] | None = None,
 ) -> tuple[Any, TrainHistory]:
     """Fine-tune ``model`` on ``loss_fn`` over seeded minibatches of ``data``.
 
@@ -354,6 +395,10 @@ def finetune(
     Every ``eval_every`` steps (and before the first step) ``evaluate(model)`` is recorded and
     the run stops when ``stop_when(metrics)`` is true (use :func:`at_most` to compare with a
     tolerance). Returns ``(model, history)``; the model is a copy unless ``inplace=True``.
+
+    ``sampler`` draws the minibatches (default :class:`MinibatchSampler`; :class:`EpochSampler`
+    for plain epochs); ``lr_schedule(step)``, if given, is the factor of ``settings.lr`` at
+    0-based ``step`` in place of the warm-up. ``desc``/``unit`` label the progress bar.
 
     Example:
         >>> from neuronscope import FactWorld, accuracy
@@ -382,13 +427,13 @@ def finetune(
         raise ValueError("the model has no trainable parameters (requires_grad is False everywhere)")
     was_training = model.training
     model.train(settings.train_mode)
-    samplers = {name: MinibatchSampler(batch, settings.batch_size_for(name), settings.seed, name)
+    samplers = {name: sampler(batch, settings.batch_size_for(name), settings.seed, name)
                 for name, batch in data.items()}
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay,
                                   betas=settings.betas)
     history = TrainHistory(settings=settings.to_dict())
     start = time.perf_counter()
-    bar = progress_bar(total=settings.max_steps, desc=desc, unit="step", enabled=progress, leave=False)
+    bar = progress_bar(total=settings.max_steps, desc=desc, unit=unit, enabled=progress, leave=False)
     try:
         metrics = _evaluate(model, evaluate)
         history.steps.append({"step": 0, "evaluated": evaluate is not None, **metrics})
@@ -398,8 +443,11 @@ def finetune(
             return model, history
         for step in range(settings.max_steps):
             tick, cpu_tick = time.perf_counter(), time.process_time()
-            lr = settings.lr * min(1.0, (step + 1) / settings.warmup_steps) \
-                if settings.warmup_steps else settings.lr
+            if lr_schedule is not None:
+                lr = settings.lr * lr_schedule(step)
+            else:
+                lr = settings.lr * min(1.0, (step + 1) / settings.warmup_steps) \
+                    if settings.warmup_steps else settings.lr
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batches = {name: sampler.next().to(device) for name, sampler in samplers.items()}

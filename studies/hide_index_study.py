@@ -76,14 +76,14 @@ def study(*, size: str = "tiny", seeds=(0,), methods=tuple(METHODS), steps: int 
         n_people = 60 if size == "tiny" else 400
     world = ns.FactWorld.synthetic(n_people=n_people, seed=0)
     org = ns.organism(world, size=size, seed=0, cache=cache, progress=False)
-    before = org.model
+    before = org.bridge
     rows = []
     for seed in seeds:
         forget_set, retain_set = world.facts.split(forget=forget, by="group", seed=seed)
         oracle = ns.organism(world, size=size, seed=0, exclude=forget_set, cache=cache, progress=False)
-        target_acc = (float(ns.accuracy(oracle.model, forget_set)) if target == "oracle"
+        target_acc = (float(ns.accuracy(oracle.bridge, forget_set)) if target == "oracle"
                       else world.chance(forget_set))
-        oracle_logp = float(answer_logprob(oracle.model, forget_set).median())
+        oracle_logp = float(answer_logprob(oracle.bridge, forget_set).median())
         control = list(retain_set)
         if control_max is not None and len(control) > control_max:
             pick = torch.randperm(len(control), generator=torch.Generator().manual_seed(seed))[:control_max]
@@ -106,14 +106,14 @@ def study(*, size: str = "tiny", seeds=(0,), methods=tuple(METHODS), steps: int 
                           max_steps=max_steps,
                           target_forget_accuracy=accuracy_target, tolerance=1e-6,
                           eval_every=eval_every, seed=seed, progress=False, **extra)
-            logp = answer_logprob(res.model, forget_set)
+            logp = answer_logprob(res.bridge, forget_set)
             row = {"seed": seed, "method": name, "target_acc": target_acc, "lr": chosen, "steps": res.steps,
                    "stopped": res.history.stopped_reason,
-                   "forget_acc": float(ns.accuracy(res.model, forget_set)),
-                   "retain_acc": float(ns.accuracy(res.model, retain_set)),
+                   "forget_acc": float(ns.accuracy(res.bridge, forget_set)),
+                   "retain_acc": float(ns.accuracy(res.bridge, retain_set)),
                    "median_p": float(logp.median().exp()), "oracle_median_p": math.exp(oracle_logp)}
             for t in TARGETS:
-                after_attr = attribute(res.model, everything, steps=steps, target=t, progress=False)
+                after_attr = attribute(res.bridge, everything, steps=steps, target=t, progress=False)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     diag = diagnose(before_attr[t], after_attr, forget_set, control=control,

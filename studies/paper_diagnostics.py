@@ -46,7 +46,7 @@ def run(seeds=(0,), cache: str = "/tmp/hide_study_cache", control_max: int = 60,
         module_m: int = 10, attack_p: float = 0.1, out: Path = OUT) -> dict:
     world = ns.FactWorld.synthetic(n_people=60, seed=0)
     org = ns.organism(world, size="tiny", seed=0, cache=cache, progress=False)
-    before = org.model
+    before = org.bridge
     sites = _sites(before)
     paper_opts = {"method": "grad_x_act", "target": "prob", "sites": sites, "token_extremes": True,
                   "progress": False}
@@ -56,7 +56,7 @@ def run(seeds=(0,), cache: str = "/tmp/hide_study_cache", control_max: int = 60,
     for seed in seeds:
         forget, retain = world.facts.split(forget=0.2, by="group", seed=seed)
         oracle = ns.organism(world, size="tiny", seed=0, exclude=forget, cache=cache, progress=False)
-        target = float(ns.accuracy(oracle.model, forget))
+        target = float(ns.accuracy(oracle.bridge, forget))
         control = list(retain)
         pick = torch.randperm(len(control), generator=torch.Generator().manual_seed(seed))[:control_max]
         control = [control[int(i)] for i in pick]
@@ -71,7 +71,7 @@ def run(seeds=(0,), cache: str = "/tmp/hide_study_cache", control_max: int = 60,
             res = unlearn(before, forget, retain, method=base, penalty=penalty,
                           max_steps=300, target_forget_accuracy=target, eval_every=1, seed=seed,
                           progress=False)
-            after = res.model
+            after = res.bridge
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 paper = diagnose(before_paper, attribute(after, everything, **paper_opts), forget,
@@ -88,7 +88,7 @@ def run(seeds=(0,), cache: str = "/tmp/hide_study_cache", control_max: int = 60,
             attack = ns.relearn(after, attack="harmful", forget=forget, retain=retain, p=attack_p,
                                 seed=seed, progress=False)
             stability = attribution_stability(attribute(after, everything, **paper_opts),
-                                              attribute(attack.model, everything, **paper_opts))
+                                              attribute(attack.bridge, everything, **paper_opts))
             row = {
                 "seed": seed, "method": name,
                 "ssiuu": penalty.to_dict() if penalty is not None else None,

@@ -68,7 +68,7 @@ def run(path: str = "smollm2-135m-instruct", n_forget: int = 8, seed: int = 0, l
         t0 = time.perf_counter()
         res = ns.unlearn(model, forget, retain, method=method, lr=lr, max_steps=max_steps,
                          target_forget_accuracy=0.0, eval_every=1, seed=seed, progress=False)
-        after = res.model
+        after = res.bridge
         row = {"method": method, "steps": res.steps, "stopped": res.history.stopped_reason,
                "forget_acc": float(ns.accuracy(after, forget)),
                "retain_acc": float(ns.accuracy(after, retain)),
@@ -97,7 +97,7 @@ def run(path: str = "smollm2-135m-instruct", n_forget: int = 8, seed: int = 0, l
                             seed=seed, progress=False)
         row["attack_max_eval_acc"] = float(attack.eval_accuracy.max())
         a = attribute(after, everything, target="prob", **opts)
-        b = attribute(attack.model, everything, target="prob", **opts)
+        b = attribute(attack.bridge, everything, target="prob", **opts)
         stability = attribution_stability(a, b)
         row["stability_pearson"], row["stability_spearman"] = stability.pearson, stability.spearman
         row["seconds"] = time.perf_counter() - t0

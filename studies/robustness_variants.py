@@ -40,14 +40,14 @@ def main() -> None:
         forget, retain = world.facts.split(forget=0.1, by=args.by, seed=seed)
         org = ns.organism(world, size="small", seed=seed, progress=False)
         oracle = ns.organism(world, size="small", seed=seed, exclude=forget, progress=False)
-        oracle_acc = float(accuracy(oracle.model, forget))
+        oracle_acc = float(accuracy(oracle.bridge, forget))
         target = {"oracle": oracle_acc, "chance": world.chance(forget)}.get(args.target)
         target = float(args.target) if target is None else target
-        base = {p: ns.relearn(oracle.model, attack="harmful", forget=forget, p=p, seed=seed,
+        base = {p: ns.relearn(oracle.bridge, attack="harmful", forget=forget, p=p, seed=seed,
                               **attack).attacked for p in (0.1, 0.3)}
         for variant in json.loads(args.variants):
             start = time.time()
-            model, summary = run_unlearning(org.model, forget, retain, parse_recipe(args.method),
+            model, summary = run_unlearning(org.bridge, forget, retain, parse_recipe(args.method),
                                             target=target, seed=seed, world=world, settings=variant)
             excess = {p: ns.relearn(model, attack="harmful", forget=forget, p=p, seed=seed,
                                     **attack).attacked - base[p] for p in (0.1, 0.3)}

@@ -8,8 +8,12 @@ exactly: the check that the join is sound. Writes ``robustness.json``, ``robustn
 ``robustness.html``, ``lambda-sweep.html`` and ``ssiuu-vs-gd.md`` (per SSIUU recipe, the
 seed-by-seed change of excess recovery against GD) to ``--out``.
 
-    python studies/ssiuu_results_merge.py --old docs/results/robustness.json \\
+    python studies/ssiuu_results_merge.py --old studies/results/robustness.json \\
         --new runs/gd-s0/robustness.json runs/gd-s1/robustness.json --out docs/results
+
+The documented run's rows are kept in ``studies/results/robustness.json`` (and the seed-0
+variants' in ``studies/results/variants-seed0.json``); the tables and figures the merge also
+writes go to ``docs/results/``, where the pages link them.
 """
 
 from __future__ import annotations

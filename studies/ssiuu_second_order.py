@@ -105,14 +105,14 @@ def main() -> None:
             method, lam, order = RUNS[name]
             res = run(before, forget, retain, method, lam, order, target, seed)
             row = {"seed": seed, "run": name, "steps": res.steps,
-                   "forget_acc": float(ns.accuracy(res.model, forget)),
-                   "retain_acc": float(ns.accuracy(res.model, retain))}
+                   "forget_acc": float(ns.accuracy(res.bridge, forget)),
+                   "retain_acc": float(ns.accuracy(res.bridge, retain))}
             for t in ("logprob", "prob"):
-                a1 = attribute(res.model, everything, steps=8, target=t, progress=False)
+                a1 = attribute(res.bridge, everything, steps=8, target=t, progress=False)
                 d = diagnose(a0[t], a1, forget, control=retain, progress=False)
                 row[f"hide_{t}"], row[f"dplus_{t}"], row[f"dminus_{t}"] = (
                     d.hide_index, d.d_plus_total, d.d_minus_total)
-            row.update(split(before, res.model, batch))
+            row.update(split(before, res.bridge, batch))
             rows.append(row)
             print(f"| {seed} | {name} | {row['steps']} | {row['forget_acc']:.2f} / {row['retain_acc']:.2f} "
                   f"| {row['hide_logprob']:.3f} ({row['dplus_logprob']:.2f}, {row['dminus_logprob']:.2f}) "

@@ -136,9 +136,9 @@ def test_mean_normalisation_matches_reference(tiny_llama, sample_facts):
 def test_metric_on_the_organism(tiny_org, tiny_world):
     facts = with_distractors(tiny_world.facts, seed=0)[:60]
     metric = mcqa_metric(style="completion")
-    accuracy = metric(tiny_org.model, facts)
+    accuracy = metric(tiny_org.bridge, facts)
     assert accuracy >= 0.9  # the organism knows its world: it picks the right option
-    assert accuracy == mcqa_accuracy(tiny_org.model, facts)
+    assert accuracy == mcqa_accuracy(tiny_org.bridge, facts)
     for fact in facts:
         assert fact.answer not in fact.meta["distractors"]
         assert len(set(fact.meta["distractors"])) == 2

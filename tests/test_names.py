@@ -33,3 +33,18 @@ def test_unlearn_result_bridge_and_its_old_name(tiny_org, forget_retain, tmp_pat
     loaded = ns.UnlearnResult.load(tmp_path / "r", like=tiny_org.bridge)
     first = next(iter(result.bridge.state_dict()))
     assert (loaded.bridge.state_dict()[first] == result.bridge.state_dict()[first]).all()
+
+
+def test_relearn_result_bridge_and_its_old_name(tiny_org, forget_retain):
+    forget, retain = forget_retain
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # the library itself uses the new name
+        result = ns.relearn(tiny_org.bridge, attack="harmful", forget=forget, retain=retain, steps=1,
+                            lr=[1e-4, 1e-3], eval_every=1, progress=False)
+    assert isinstance(result.bridge, Model) and result.bridge is not tiny_org.bridge
+    assert [run.bridge is result.bridge for run in result.grid].count(True) == 1  # the others dropped
+    with pytest.warns(DeprecationWarning, match=r"RelearnResult.model is deprecated; use RelearnResult.br"):
+        assert result.model is result.bridge
+    with pytest.warns(DeprecationWarning, match="RelearnResult.model"):
+        result.model = None
+    assert result.bridge is None

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
+import math
+from dataclasses import replace
+
 import pytest
 import torch
 
 import neuronscope as ns
-from neuronscope.organism import SIZES
+from neuronscope.organism import SIZES, _build, _training_facts
+from neuronscope.scoring import answer_token_logprobs, scores
+from neuronscope.training import EpochSampler
 
 
 def test_organism_memorises_its_facts(tiny_org, tiny_world):
@@ -83,3 +89,71 @@ def test_organism_bad_input(tiny_world):
     stranger = ns.FactSet([ns.Fact("Nobody was born in the city of", "Varno", id="x")])
     with pytest.raises(ValueError, match="not in the world"):
         ns.organism(tiny_world, size="tiny", exclude=stranger)
+
+
+def _reference_training(model, facts, benign, recipe, seed):
+    """The organism's own loop before it trained through ``finetune`` (the reference): seeded
+    epochs cut in order, AdamW (0.9, 0.98), warm-up then cosine, clipping, early stop."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    net = model.original_model
+    data = ns.tokenize(list(facts) + list(benign), model.tokenizer, max_length=recipe.n_ctx)
+    n, size = len(data), recipe.batch_size
+    per_epoch = math.ceil(n / size)
+    total, warmup = per_epoch * recipe.max_epochs, per_epoch * 2
+    optimizer = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
+                                  betas=(0.9, 0.98))
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        done = (step - warmup) / max(1, total - warmup)
+        return recipe.final_lr_fraction + (1 - recipe.final_lr_fraction) * 0.5 * (
+            1 + math.cos(math.pi * min(1.0, done)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    for epoch in range(1, recipe.max_epochs + 1):
+        net.train()
+        order = torch.randperm(n, generator=generator)
+        for step in range(per_epoch):
+            rows = data[order[step * size : (step + 1) * size]]
+            picked, mask = answer_token_logprobs(net(rows.tokens), rows)
+            loss = -(picked.sum() / mask.sum())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+        if epoch % recipe.eval_every == 0 or epoch == recipe.max_epochs:
+            net.eval()
+            with torch.no_grad():
+                _, hits = scores(net(data[: len(facts)].tokens), data[: len(facts)])
+            if float(hits.float().mean()) >= recipe.target_accuracy:
+                return epoch
+    return recipe.max_epochs
+
+
+def test_organism_trains_through_finetune_bit_for_bit_like_its_old_loop(tmp_path, monkeypatch):
+    """Same batches, optimiser, schedule and stop as the organism's former loop: same weights."""
+    organism_module = importlib.import_module("neuronscope.organism")  # ns.organism is the function
+    world = ns.FactWorld.synthetic(n_people=6, seed=2)
+    calls = []
+    real_finetune = organism_module.finetune
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_finetune(*args, **kwargs)
+
+    monkeypatch.setattr(organism_module, "finetune", spy)
+    recipe = replace(SIZES["tiny"], benign_sentences=10, eval_every=2)  # a shorter run, same loop
+    monkeypatch.setitem(SIZES, "tiny", recipe)
+    org = ns.organism(world, size="tiny", seed=2, cache=False, progress=False)
+    assert len(calls) == 1 and calls[0]["sampler"] is EpochSampler
+    reference = _build(world, recipe, 2)
+    facts, benign = _training_facts(world, recipe, 2, None)
+    epochs = _reference_training(reference, facts, benign, recipe, 2)
+    assert org.record["epochs"] == epochs and org.record["reached_target"]
+    mine, theirs = org.bridge.state_dict(), reference.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert [h["epoch"] for h in org.record["history"]] == list(range(recipe.eval_every, epochs + 1,
+                                                                     recipe.eval_every))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from neuronscope import Fact, FactBatch, WordTokenizer, tokenize
+from neuronscope.tokenization import POSITIONS, position_mask
 
 TOK = WordTokenizer.from_texts(["Ada lives in Varno ; Bo was born in the town of New Varno"])
 FACTS = [Fact("Ada lives in", "Varno"), Fact("Bo was born in the town of", "New Varno"),
@@ -44,3 +45,33 @@ def test_concat_refuses_nothing_and_non_batches():
     with pytest.raises(ValueError, match="FactBatch"):
         FactBatch.concat([tokenize(FACTS, TOK), torch.zeros(2, 3)])
     assert tokenize(FACTS, TOK) != tokenize(FACTS[:2], TOK)
+
+
+def test_position_mask_on_a_hand_made_batch():
+    """Two rows written out by hand: [bos, p, p, a, pad] and [bos, p, a, a, pad]."""
+    batch = FactBatch(tokens=torch.tensor([[1, 5, 6, 7, 0], [1, 5, 8, 9, 0]]),
+                      attention_mask=torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 0]], dtype=torch.bool),
+                      prompt_mask=torch.tensor([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]], dtype=torch.bool),
+                      answer_mask=torch.tensor([[0, 0, 0, 1, 0], [0, 0, 1, 1, 0]], dtype=torch.bool))
+    expected = {"prompt": [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]],
+                "last": [[0, 0, 1, 0, 0], [0, 1, 0, 0, 0]],
+                "all": [[1, 1, 1, 1, 0], [1, 1, 1, 1, 0]]}
+    assert set(expected) == set(POSITIONS)
+    for positions, mask in expected.items():
+        got = position_mask(batch, positions)
+        assert got.dtype == torch.bool and got.int().tolist() == mask
+        assert position_mask(batch, positions, width=3).int().tolist() == [row[:3] for row in mask]
+        assert position_mask(batch, positions, width=7).int().tolist() == [[*row, 0, 0] for row in mask]
+    position_mask(batch, "prompt")[0, 0] = False  # a copy: the batch's own mask is untouched
+    assert bool(batch.prompt_mask[0, 0])
+    with pytest.raises(ValueError, match="unknown positions 'answer'"):
+        position_mask(batch, "answer")
+
+
+def test_every_stage_reads_positions_through_the_one_helper():
+    from neuronscope.attribution import spec
+    from neuronscope.diagnostics import patching
+    from neuronscope.unlearning import ssiuu
+
+    assert spec.position_mask is patching.position_mask is ssiuu.position_mask is position_mask
+    assert spec.POSITIONS == patching.POSITIONS == POSITIONS

@@ -26,6 +26,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from neuronscope.attacks.metrics import AttackMetrics
+from neuronscope.deprecation import DeprecatedAlias
 from neuronscope.facts import atomic_write_text
 
 __all__ = ["RelearnResult"]
@@ -46,7 +47,8 @@ class RelearnResult:
     ``eval_accuracy`` is measured on part B of the forget set (harmful attack) or on the whole
     forget set (benign attack); entry 0 is before the attack (the unlearned model). ``oracle``
     holds the same attack on a model that never learned the forget facts, where one was given.
-    ``model`` is the attacked model (a copy; not saved by :meth:`save`).
+    ``bridge`` is the attacked model (a copy, or None once dropped; not saved by :meth:`save`);
+    ``model`` is its deprecated old name (a bridge's own ``.model`` is the Hugging Face module).
     """
 
     attack: str
@@ -59,8 +61,10 @@ class RelearnResult:
     settings: dict = field(default_factory=dict)
     original_accuracy: float | None = None
     oracle: RelearnResult | None = None
-    model: Any = field(default=None, repr=False, compare=False)
+    bridge: Any = field(default=None, repr=False, compare=False)
     grid: list[RelearnResult] | None = field(default=None, repr=False)
+
+    model = DeprecatedAlias("bridge", "a bridge's own .model is the Hugging Face module")
 
     # --- headline numbers -----------------------------------------------------------------
     @property

@@ -225,7 +225,7 @@ def relearn(
         best = max(range(len(runs)), key=lambda i: (runs[i].attacked, -i))
         for index, result in enumerate(runs):
             if index != best:
-                result.model = None
+                result.bridge = None
         chosen = runs[best]
         if len(runs) > 1:
             chosen.grid = runs
@@ -248,7 +248,7 @@ def relearn(
             train_ids=plan.train.ids, eval_ids=plan.evaluate.ids,
             settings={**meta, "train": settings.to_dict(), "stopped_reason": history.stopped_reason,
                       "seconds": history.seconds},
-            model=attacked,
+            bridge=attacked,
         )
 
     original_accuracy = None
@@ -260,6 +260,6 @@ def relearn(
     if oracle is not None:
         oracle_result = run_grid(oracle, False, "oracle")
         oracle_result.original_accuracy = original_accuracy
-        oracle_result.model = None
+        oracle_result.bridge = None
         result.oracle = oracle_result
     return result

@@ -13,18 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 from torch import Tensor
 
 from neuronscope.attribution.quadrature import canonical_quadrature, check_steps, quadrature_rule
-from neuronscope.tokenization import FactBatch
+from neuronscope.tokenization import POSITIONS, position_mask
 
 __all__ = ["BASELINES", "METHODS", "POSITIONS", "TARGETS", "AttributionSpec", "position_mask",
            "target_value"]
 
 METHODS = ("ig", "grad_x_act", "param_x_grad")
 TARGETS = ("prob", "logprob")
-POSITIONS = ("prompt", "last", "all")
 BASELINES = ("zero",)
 
 
@@ -90,24 +89,6 @@ class AttributionSpec:
             positions = "all"
         return cls(method, steps, quadrature, target, positions, baseline, alphas, weights,
                    None if tolerance is None else float(tolerance), max_steps)
-
-
-def position_mask(batch: FactBatch, positions: str) -> Bool[Tensor, "fact seq"]:
-    """The token positions whose activations are scaled and attributed.
-
-    ``prompt``: every prompt token (BOS included), the context the model reads before the
-    answer; ``last``: the last prompt token only; ``all``: every real token.
-    """
-    if positions == "prompt":
-        return batch.prompt_mask.clone()
-    if positions == "last":
-        last = batch.prompt_mask.sum(-1) - 1
-        mask = torch.zeros_like(batch.prompt_mask)
-        mask[torch.arange(len(batch)), last] = True
-        return mask
-    if positions == "all":
-        return batch.attention_mask.clone()
-    raise ValueError(f"unknown positions {positions!r}; expected one of {POSITIONS}")
 
 
 def target_value(logprob_sum: Float[Tensor, " row"], target: str) -> Float[Tensor, " row"]:

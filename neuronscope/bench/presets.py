@@ -1,8 +1,12 @@
-"""Settings of the robustness benchmark and its presets (``smoke``, ``fast``, ``full``).
+"""Settings of the pipeline (:mod:`neuronscope.bench.pipeline`) and their named presets.
+
+One settings type, :class:`BenchConfig`, serves both drivers of the pipeline: ``PRESETS`` are
+the robustness benchmark's (``smoke``, ``fast``, ``full``), ``DEMO_PRESETS`` the demo's
+(``full``, ``fast``, ``tiny``: one seed, unlearning to the oracle's level, with the diagnosis).
 
 Example:
-    >>> PRESETS["fast"].size
-    'tiny'
+    >>> PRESETS["fast"].size, DEMO_PRESETS["fast"].diagnose
+    ('tiny', True)
     >>> [m.label for m in parse_methods("gd, gd+ssiuu(0.01), gd+ssiuu(0.01,level=neuron)")]
     ['gd', 'gd+ssiuu(0.01)', 'gd+ssiuu(0.01,level=neuron)']
 """
@@ -15,9 +19,11 @@ from typing import Any
 from neuronscope.unlearning.recipe import Recipe, parse_recipe, parse_recipes
 from neuronscope.unlearning.ssiuu import SSIUU
 
-__all__ = ["PRESETS", "TARGETS", "BenchConfig", "Recipe", "parse_methods"]
+__all__ = ["DEMO_PRESETS", "PRESETS", "RETAIN_SAMPLES", "TARGETS", "BenchConfig", "Recipe",
+           "parse_methods"]
 
 TARGETS = ("chance", "oracle")
+RETAIN_SAMPLES = ("seeded", "first")
 
 
 def parse_methods(text: str) -> tuple[Recipe, ...]:
@@ -48,6 +54,13 @@ class BenchConfig:
     :func:`ns.unlearn` settings for one base method (``{"ga": {"lr": 1e-4}}``), over
     ``unlearn``. ``sweep``: SSIUU weights for the lambda sweep on ``sweep_base``. Each seed
     draws its own organism, forget set, attack split and minibatch order.
+
+    ``attack_retain_sample``: the control facts, that many retain facts (None: all of them),
+    scored during the attacks and, with ``diagnose``, the null of the diagnosis; drawn
+    ``retain_sample`` = ``"seeded"`` (a random subset, per seed) or ``"first"`` (the first
+    ones). ``diagnose``: attribute before and after unlearning (integrated gradients of
+    log P with ``attribution_steps``/``attribution_tolerance``) and diagnose every method
+    against the control facts (``permutations`` for the null).
     """
 
     size: str = "small"
@@ -70,6 +83,11 @@ class BenchConfig:
     attack_retain_sample: int | None = 300  # retain facts scored during attacks (None: all)
     sweep: tuple[float, ...] = ()
     sweep_base: str = "gd"
+    retain_sample: str = "seeded"
+    diagnose: bool = False
+    attribution_steps: int | None = None  # None: adaptive, exact to attribution_tolerance
+    attribution_tolerance: float | None = 0.01  # None with fixed steps: no completeness check
+    permutations: int = 500
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", tuple(_recipe(m) for m in self.methods))
@@ -97,6 +115,13 @@ class BenchConfig:
             raise ValueError(f"method_settings must map a method to a dict of settings; {bad} do not")
         if any(lam < 0 for lam in self.sweep):
             raise ValueError(f"sweep holds a negative lambda: {self.sweep}")
+        if self.retain_sample not in RETAIN_SAMPLES:
+            raise ValueError(f"retain_sample must be one of {RETAIN_SAMPLES}, got {self.retain_sample!r}")
+        if self.attribution_steps is None and self.attribution_tolerance is None:
+            raise ValueError("attribution_steps and attribution_tolerance are both None: "
+                             "give a number of steps or a tolerance")
+        if self.permutations < 1:
+            raise ValueError(f"permutations must be >= 1, got {self.permutations!r}")
 
     def settings_for(self, method: str) -> dict[str, Any]:
         """The :func:`ns.unlearn` settings of base ``method``: ``unlearn`` then its own."""
@@ -148,3 +173,23 @@ PRESETS: dict[str, BenchConfig] = {
                                  Recipe("npo"), Recipe("dpo"), Recipe("rmu")),
                         sweep=(0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)),
 }
+
+_DEMO_UNLEARN = {"max_steps": 200, "lr": 2e-3, "eval_every": 10, "eval_retain": False}
+
+DEMO_PRESETS: dict[str, BenchConfig] = {
+    # ``neuronscope demo``: one seed (the world's too), GA, GD and GD + SSIUU unlearned down to
+    # the oracle's forget accuracy at twice the methods' default lr (the demo stays within a
+    # minute), the diagnosis against the first retain facts, one harmful and the benign attack.
+    "full": BenchConfig(size="small", n_people=400, forget=0.1, seeds=(0,), target="oracle",
+                        methods=(Recipe("ga"), Recipe("gd"), Recipe("gd", (SSIUU(0.01),))),
+                        attacks=(("harmful", 0.3), ("benign", None)), unlearn=dict(_DEMO_UNLEARN),
+                        attack_steps=30, attack_lr=1e-3, attack_retain_sample=100,
+                        retain_sample="first", diagnose=True),
+}
+DEMO_PRESETS["fast"] = DEMO_PRESETS["full"].with_overrides(
+    size="tiny", n_people=100, forget=0.2, attack_retain_sample=60, permutations=200,
+    unlearn={**_DEMO_UNLEARN, "max_steps": 100, "eval_every": 5})
+DEMO_PRESETS["tiny"] = DEMO_PRESETS["full"].with_overrides(
+    size="tiny", n_people=60, forget=0.2, attack_retain_sample=40, attribution_steps=4,
+    attribution_tolerance=None, permutations=100, attack_steps=8, attack_eval_every=4,
+    unlearn={**_DEMO_UNLEARN, "max_steps": 30, "eval_every": 5})

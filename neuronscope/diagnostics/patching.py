@@ -33,13 +33,12 @@ from neuronscope.attribution.sites import site_hook_name
 from neuronscope.facts import Fact
 from neuronscope.hooks import d_mlp, mlp_hook_name, mlp_hook_names, model_device
 from neuronscope.scoring import batch_for, scores
-from neuronscope.tokenization import FactBatch
+from neuronscope.tokenization import POSITIONS, FactBatch, position_mask
 
 __all__ = ["RESTORES", "Verification", "matched_random_sets", "mlp_activations", "patched_scores",
            "position_mask", "site_activations", "verify_neurons"]
 
 RESTORES = ("original", "control_mean")
-POSITIONS = ("prompt", "last", "all")
 
 Chunks = list[FactBatch]
 # per chunk: layer -> activations [fact, seq, neuron] of that chunk
@@ -47,20 +46,6 @@ ChunkActs = list[dict[int, Tensor]]
 # layer -> (neuron indices, per chunk values [fact, seq, k] or one [k] vector for every chunk);
 # the key may also be a hook name (a site other than the MLP neurons, units flattened)
 Patch = dict[Any, tuple[Tensor, list[Tensor] | Tensor]]
-
-
-def position_mask(batch: FactBatch, positions: str) -> Bool[Tensor, "fact seq"]:
-    """Patched positions: ``prompt`` (BOS and prompt tokens, the attributed positions by
-    default), ``last`` (last prompt token) or ``all`` (every real token)."""
-    if positions == "prompt":
-        return batch.prompt_mask.clone()
-    if positions == "last":
-        mask = torch.zeros_like(batch.prompt_mask)
-        mask[torch.arange(len(batch)), batch.prompt_mask.sum(-1) - 1] = True
-        return mask
-    if positions == "all":
-        return batch.attention_mask.clone()
-    raise ValueError(f"unknown positions {positions!r}; expected one of {POSITIONS}")
 
 
 def _chunks(batch: FactBatch, batch_size: int) -> Chunks:

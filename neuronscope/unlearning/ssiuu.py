@@ -51,7 +51,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from neuronscope.hooks import check_layers, mlp_hook_names
-from neuronscope.tokenization import FactBatch
+from neuronscope.tokenization import FactBatch, position_mask
 from neuronscope.unlearning.penalties import BoundPenalty, Penalty, register_penalty
 
 __all__ = ["GROUPS", "LEVELS", "SSIUU", "NeuronSSIUU", "ParameterSSIUU", "penalty_coefficient",
@@ -305,12 +305,7 @@ class NeuronSSIUU(BoundPenalty):
         self.last: dict[str, float] = {}
 
     def _mask(self, step: Any, width: int) -> Tensor:
-        rows = step.rows["forget"]
-        mask = rows.prompt_mask if self.config.positions == "prompt" else rows.attention_mask
-        take = min(width, mask.shape[1])
-        full = torch.zeros(mask.shape[0], width, dtype=torch.bool, device=mask.device)
-        full[:, :take] = mask[:, :take]
-        return full
+        return position_mask(step.rows["forget"], self.config.positions, width=width)
 
     def __call__(self, step: Any) -> Tensor:
         config = self.config

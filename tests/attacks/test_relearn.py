@@ -156,9 +156,9 @@ def test_relearn_curves_and_model_untouched(tiny_org, forget_retain):
     assert result.eval_accuracy.shape == result.retain_accuracy.shape == (3,)
     assert len(result.loss) == 6
     assert result.unlearned == pytest.approx(float(ns.accuracy(tiny_org.bridge, result_eval(result, forget))))
-    assert result.attacked == pytest.approx(float(ns.accuracy(result.model, result_eval(result, forget))))
-    assert result.retain_after == pytest.approx(float(ns.accuracy(result.model, retain)))
-    assert any(not torch.equal(before[k], v) for k, v in result.model.state_dict().items())
+    assert result.attacked == pytest.approx(float(ns.accuracy(result.bridge, result_eval(result, forget))))
+    assert result.retain_after == pytest.approx(float(ns.accuracy(result.bridge, retain)))
+    assert any(not torch.equal(before[k], v) for k, v in result.bridge.state_dict().items())
 
 
 def result_eval(result: RelearnResult, forget: FactSet) -> FactSet:

@@ -184,7 +184,7 @@ def test_combine_joins_seeds_and_refuses_mismatches():
 
 
 def test_retain_sample_is_a_seeded_subset(tiny_world):
-    from neuronscope.bench.robustness import _retain_sample
+    from neuronscope.bench.pipeline import control_sample as _retain_sample
 
     facts = tiny_world.facts
     sample = _retain_sample(facts, 40, seed=1)
