@@ -1,0 +1,349 @@
+"""The paper's diagnostics on the real-model preset: SmolLM2-135M-Instruct, GD vs SSIUU vs GA, 3 seeds.
+
+Question: on a pretrained model unlearning real knowledge (the paper's FaithUn setting, issue
+14's ``real`` preset), do the paper's definitions show what the paper reports?
+(1) D- >> D+ after GD and GA (eqs. 4-5, per-token activation x gradient of P, top-100 sums),
+with spurious (hiding) neurons mostly in attention Q and K (the module x layer map over the
+attention and MLP sites); SSIUU erasing instead; (2) neuronscope's own diagnosis (IG of log P on
+the MLP neurons, hide index, flags against the retain facts as the null); (3) the logit lens:
+after GD the gold answer beats a same-relation distractor in ~20 % of cases in layers 18-27
+(below the 0.5 chance), after SSIUU at chance; (4) attribution stability under one harmful
+attack (p = 0.1, lr 1e-5, 10 steps, batch 8, pool of wrongly answered forget facts): GA 0.73,
+NPO 0.87, SSIUU 0.99 in the paper.
+
+Inputs (read only): the unlearned models, splits and unlearning summaries the ``real`` preset
+saved under ``--real`` (``seed{S}/models/{method}.pt``, ``seed{S}/splits.json``,
+``seed{S}/unlearn-{method}.json``). A unit (seed, method) waits until its model exists.
+Units run in the order seed 0 (gd, gd+ssiuu, ga), seed 1, seed 2, skipping ahead to the next
+available unit instead of idling. Each unit writes its stages atomically to
+``studies/results/paper-diagnostics-real/seed{S}-{method}.json``; a rerun does only what is missing.
+
+Run (one thread; the real preset's results folder as input):
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 5 python studies/paper_diagnostics_real.py \\
+        --real /work/main/benchmarks/results/real
+Summary table (mean +- std over seeds): ``python studies/paper_diagnostics_real.py --table``.
+Cited in ``docs/diagnostics.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import neuronscope as ns
+from neuronscope.atomic import atomic_write_text
+from neuronscope.attribution import attribute
+from neuronscope.bench.real import REAL, model_path
+from neuronscope.diagnostics import attribution_stability, diagnose, logit_lens
+from neuronscope.mcqa import mcqa_metric
+from neuronscope.realworld import real_facts
+
+OUT = Path(__file__).parent / "results" / "paper-diagnostics-real"
+METHODS = ("gd", "gd+ssiuu", "ga")
+SEEDS = (0, 1, 2)
+SITES = ["q", "k", "v", "o", "gate", "up", "mlp_post", "down"]
+M = 100
+LENS_LAYERS = range(18, 28)  # the paper's fig. 4 band
+COMMAND = ("OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 5 python studies/paper_diagnostics_real.py "
+           "--real /work/main/benchmarks/results/real")
+PAPER_OPTS = {"method": "grad_x_act", "sites": SITES, "progress": False, "batch_size": 8}
+TARGETS = ("prob", "logprob")  # the paper's P; and log P (P collapses after unlearning)
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write(path: Path, record: dict) -> None:
+    atomic_write_text(path, json.dumps(record, indent=1))
+
+
+def _subset(facts: ns.FactSet, ids: list[str]) -> ns.FactSet:
+    by_id = {f.id: f for f in facts}
+    return ns.FactSet([by_id[i] for i in ids])
+
+
+def _load(state: Path | None) -> Any:
+    model = ns.pretrained(REAL.model, device="cpu")
+    if state is not None:
+        model.load_state_dict(torch.load(state, map_location="cpu"))
+    return model
+
+
+def _paper_stage(diag: Any) -> dict:
+    """Eqs. 4-5 summaries: top-m sums, totals, the module x layer map, where the top D- sits."""
+    maps = diag.module_layer_map(M)
+    sites = [name for name, _ in diag.site_widths]
+    top_minus = diag.d_minus.flatten().topk(M).indices.tolist()
+    top_plus = diag.d_plus.flatten().topk(M).indices.tolist()
+    width = diag.n_neurons
+
+    def by_site(flat: list[int]) -> dict[str, int]:
+        out: dict[str, int] = dict.fromkeys(sites, 0)
+        for index in flat:
+            out[diag.unit_label(index % width).split("/")[0]] += 1
+        return out
+
+    flags: dict[str, int] = dict.fromkeys(sites, 0)
+    for flag in diag.flagged:
+        flags[diag.unit_label(flag.neuron).split("/")[0]] += 1
+    return {"top_m": diag.top_m(M), "total_d_plus": diag.d_plus_total, "total_d_minus": diag.d_minus_total,
+            "hide_index": diag.hide_index, "n_neurons": diag.n_neurons * len(diag.layers),
+            "sites": sites, "module_map_d_plus": maps["d_plus"].tolist(),
+            "module_map_d_minus": maps["d_minus"].tolist(),
+            "module_mean_d_plus": dict(zip(sites, maps["d_plus"].mean(1).tolist(), strict=True)),
+            "module_mean_d_minus": dict(zip(sites, maps["d_minus"].mean(1).tolist(), strict=True)),
+            "top_m_d_minus_by_site": by_site(top_minus), "top_m_d_plus_by_site": by_site(top_plus),
+            "flags": len(diag.flagged), "flags_by_site": flags}
+
+
+class Study:
+    """One process: the original model and its per-seed attributions stay in memory."""
+
+    def __init__(self, real: Path, out: Path, ours: bool) -> None:
+        self.real, self.out, self.ours = real, out, ours
+        self.facts = real_facts()
+        self.original = _load(None)
+        self.metric = mcqa_metric(style=REAL.mcqa_style)
+        self.before: dict[tuple[int, str], Any] = {}
+        self.lens_before: dict[int, list[float]] = {}
+
+    def ready(self, seed: int, method: str) -> bool:
+        return (model_path(self.real, seed, method).is_file()
+                and (self.real / f"seed{seed}" / f"unlearn-{method}.json").is_file()
+                and (self.real / f"seed{seed}" / "splits.json").is_file())
+
+    def done(self, seed: int, method: str) -> bool:
+        record = _read(self.out / f"seed{seed}-{method}.json") or {}
+        return all(k in record for k in self.stages())
+
+    def stages(self) -> tuple[str, ...]:
+        return ("unlearned", "paper", "paper_logprob", "ours_gxa", "lens", "stability") + (
+            ("ours",) if self.ours else ())
+
+    def unit(self, seed: int, method: str) -> dict:
+        path = self.out / f"seed{seed}-{method}.json"
+        splits = _read(self.real / f"seed{seed}" / "splits.json")
+        summary = _read(self.real / f"seed{seed}" / f"unlearn-{method}.json")
+        forget, retain = _subset(self.facts, splits["forget"]), _subset(self.facts, splits["retain"])
+        everything = list(forget) + list(retain)
+        record = _read(path) or {"seed": seed, "method": method, "command": COMMAND, "m": M, "sites": SITES,
+                                 "n_forget": len(forget), "n_control": len(retain), "cpu_seconds": {}}
+        after = _load(model_path(self.real, seed, method))
+
+        def stage(name: str, work) -> None:
+            if name in record:
+                return
+            start = time.process_time()
+            try:
+                record[name] = work()
+            except (ValueError, RuntimeError) as error:  # recorded and reported, not retried
+                record[name] = {"error": f"{type(error).__name__}: {error}"}
+            record["cpu_seconds"][name] = time.process_time() - start
+            _write(path, record)
+            print(f"seed {seed} {method}: {name} done in {record['cpu_seconds'][name]:.0f} s CPU", flush=True)
+
+        stage("unlearned", lambda: {
+            "preset": {k: summary.get(k) for k in ("lr", "steps", "forget_mcqa", "retain_mcqa", "test_mcqa",
+                                                   "reached")},
+            "forget_greedy": float(ns.accuracy(after, forget)),
+            "median_p_before": float(ns.answer_logprob(self.original, forget).median().exp()),
+            "median_p_after": float(ns.answer_logprob(after, forget).median().exp())})
+
+        cache: dict[str, Any] = {}
+
+        def after_attr(target: str) -> Any:
+            if target not in cache:
+                cache[target] = attribute(after, everything, token_extremes=True, target=target, **PAPER_OPTS)
+            return cache[target]
+
+        def before_attr(target: str) -> Any:
+            if (seed, target) not in self.before:
+                self.before[seed, target] = attribute(self.original, everything, token_extremes=True,
+                                                      target=target, **PAPER_OPTS)
+            return self.before[seed, target]
+
+        def paper(target: str) -> dict:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the collapse note: P is the paper's choice here
+                diag = diagnose(before_attr(target), after_attr(target), forget, control=list(retain),
+                                definition="paper", progress=False, seed=seed)
+            return {**_paper_stage(diag), "target": target, "notes": diag.meta["notes"]}
+
+        stage("paper", lambda: paper("prob"))
+        stage("paper_logprob", lambda: paper("logprob"))
+
+        def ours_gxa() -> dict:
+            """neuronscope's definition (scores summed over prompt tokens, per-fact d+/d-, hide
+            index, flags against the retain facts) on the log P activation x gradient already
+            computed: the default diagnosis with one-step attribution instead of IG."""
+            out = {}
+            for name, site in (("all_sites", None), ("mlp_post", "mlp_post")):
+                pair = [a if site is None else a.select(site=site)
+                        for a in (before_attr("logprob"), after_attr("logprob"))]
+                diag = diagnose(*pair, forget, control=list(retain), definition="neuronscope", seed=seed,
+                                progress=False)
+                flags: dict[str, int] = {}
+                for flag in diag.flagged:
+                    key = diag.unit_label(flag.neuron).split("/")[0] if site is None else site
+                    flags[key] = flags.get(key, 0) + 1
+                out[name] = {"total_d_plus": diag.d_plus_total, "total_d_minus": diag.d_minus_total,
+                             "hide_index": diag.hide_index, "flags": len(diag.flagged),
+                             "flags_by_site": flags,
+                             "flagged_layers": sorted({f.layer for f in diag.flagged}),
+                             "criterion": diag.meta["criterion"]}
+            return out
+
+        stage("ours_gxa", ours_gxa)
+
+        def lens() -> dict:
+            if seed not in self.lens_before:
+                self.lens_before[seed] = logit_lens(self.original, forget, pool=self.facts,
+                                                    seed=seed).accuracy.tolist()
+            got = logit_lens(after, forget, pool=self.facts, seed=seed)
+            band = [got.accuracy[got.layers.index(layer)].item() for layer in LENS_LAYERS]
+            before_band = [self.lens_before[seed][layer] for layer in LENS_LAYERS]
+            return {"before": self.lens_before[seed], "after": got.accuracy.tolist(),
+                    "band": [LENS_LAYERS.start, LENS_LAYERS.stop - 1],
+                    "band_mean_before": sum(before_band) / len(before_band),
+                    "band_mean_after": sum(band) / len(band), "model_accuracy_after": got.model_accuracy}
+
+        stage("lens", lens)
+
+        def stability() -> dict:
+            attack = ns.relearn(after, attack="harmful", forget=forget, p=0.1, pool="wrong", lr=1e-5,
+                                report="max", metric=self.metric, steps=REAL.attack_steps,
+                                eval_every=REAL.attack_eval_every, batch_size=REAL.attack_batch_size,
+                                seed=seed, progress=False)
+            n = len(forget)
+            out = {"attack_max_forget_mcqa": float(attack.attacked), "attack_train": len(attack.train_ids),
+                   "attack_eval": len(attack.eval_ids), "correlation": "Pearson over neurons of the "
+                   "fact-mean activation x gradient (forget facts, all sites); Spearman beside it"}
+            for target in TARGETS:
+                a = after_attr(target).select(slice(0, n))
+                b = attribute(attack.model, list(forget), target=target, **PAPER_OPTS)
+                out[target] = {"all_sites": attribution_stability(a, b).to_dict(),
+                               "mlp_post": attribution_stability(a.select(site="mlp_post"),
+                                                                 b.select(site="mlp_post")).to_dict()}
+            return out
+
+        stage("stability", stability)
+        if self.ours:
+            def ours() -> dict:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    diag = diagnose(self.original, after, forget, control=list(retain), seed=seed,
+                                    progress=False)
+                return {"settings": {k: diag.meta[k] for k in ("method", "steps", "target", "positions",
+                                                               "criterion")},
+                        "total_d_plus": diag.d_plus_total, "total_d_minus": diag.d_minus_total,
+                        "hide_index": diag.hide_index, "flags": len(diag.flagged),
+                        "top_m": diag.top_m(M), "notes": diag.meta["notes"]}
+
+            stage("ours", ours)
+        return record
+
+
+def run(real: Path, out: Path = OUT, seeds=SEEDS, methods=METHODS, ours: bool = False,
+        poll: float = 60.0, deadline: float | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    study = Study(real, out, ours)
+    order = [(s, m) for s in seeds for m in methods]
+    while True:
+        pending = [u for u in order if not study.done(*u)]
+        if not pending:
+            return
+        if deadline is not None and time.time() > deadline:
+            print(f"deadline passed; not done: {pending}", flush=True)
+            return
+        ready = [u for u in pending if study.ready(*u)]
+        if not ready:
+            time.sleep(poll)
+            continue
+        seed, method = ready[0]
+        study.before = {k: a for k, a in study.before.items() if k[0] == seed}  # memory: one seed at a time
+        study.unit(seed, method)
+
+
+# --- the summary ------------------------------------------------------------------------------
+def _cell(values: list[float], digits: int = 3) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}g} (1 seed)"
+    return f"{statistics.mean(values):.{digits}g} ± {statistics.stdev(values):.{digits}g} ({len(values)})"
+
+
+def table(out: Path = OUT) -> str:
+    rows = {m: [r for s in SEEDS if (r := _read(out / f"seed{s}-{m}.json"))] for m in METHODS}
+    quantities = [
+        ("P: top-100 D+", lambda r: r["paper"]["top_m"]["d_plus"]),
+        ("P: top-100 D-", lambda r: r["paper"]["top_m"]["d_minus"]),
+        ("P: total D+", lambda r: r["paper"]["total_d_plus"]),
+        ("P: total D-", lambda r: r["paper"]["total_d_minus"]),
+        ("P: hide index", lambda r: r["paper"]["hide_index"]),
+        ("P: top-100 D- in q+k (count)", lambda r: r["paper"]["top_m_d_minus_by_site"]["q"]
+         + r["paper"]["top_m_d_minus_by_site"]["k"]),
+        ("log P: top-100 D+", lambda r: r["paper_logprob"]["top_m"]["d_plus"]),
+        ("log P: top-100 D-", lambda r: r["paper_logprob"]["top_m"]["d_minus"]),
+        ("log P: hide index", lambda r: r["paper_logprob"]["hide_index"]),
+        ("log P: top-100 D- in q+k (count)", lambda r: r["paper_logprob"]["top_m_d_minus_by_site"]["q"]
+         + r["paper_logprob"]["top_m_d_minus_by_site"]["k"]),
+        ("log P: flags", lambda r: r["paper_logprob"]["flags"]),
+        ("lens acc. layers 18-27 after", lambda r: r["lens"]["band_mean_after"]),
+        ("lens acc. layers 18-27 before", lambda r: r["lens"]["band_mean_before"]),
+        ("stability r, P (all sites)", lambda r: r["stability"]["prob"]["all_sites"]["pearson"]),
+        ("stability rho, P (all sites)", lambda r: r["stability"]["prob"]["all_sites"]["spearman"]),
+        ("stability r, log P (all sites)", lambda r: r["stability"]["logprob"]["all_sites"]["pearson"]),
+        ("attack max forget MCQA", lambda r: r["stability"]["attack_max_forget_mcqa"]),
+        ("ours (grad x act, log P, MLP): hide index", lambda r: r["ours_gxa"]["mlp_post"]["hide_index"]),
+        ("ours (grad x act, log P, MLP): flags", lambda r: r["ours_gxa"]["mlp_post"]["flags"]),
+        ("ours (grad x act, log P, all sites): hide index",
+         lambda r: r["ours_gxa"]["all_sites"]["hide_index"]),
+        ("ours (grad x act, log P, all sites): flags", lambda r: r["ours_gxa"]["all_sites"]["flags"]),
+        ("ours (IG, log P, MLP): hide index", lambda r: r["ours"]["hide_index"]),
+        ("ours (IG, log P, MLP): flags", lambda r: r["ours"]["flags"]),
+    ]
+    lines = ["| quantity | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 1) + "|"]
+    for name, get in quantities:
+        cells = []
+        for m in METHODS:
+            values = []
+            for r in rows[m]:
+                with contextlib.suppress(KeyError):
+                    values.append(float(get(r)))
+            cells.append(_cell(values))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real", type=Path, default=Path("benchmarks/results/real"),
+                        help="the real preset's out folder (read only)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--ours", action="store_true", help="also neuronscope's default diagnosis (IG)")
+    parser.add_argument("--deadline", type=float, help="stop waiting for models after this Unix time")
+    parser.add_argument("--table", action="store_true", help="print the summary table and exit")
+    args = parser.parse_args()
+    if args.table:
+        print(table(args.out))
+        return
+    run(args.real, args.out, seeds=args.seeds, methods=args.methods, ours=args.ours, deadline=args.deadline)
+
+
+if __name__ == "__main__":
+    main()
