@@ -43,6 +43,7 @@ from neuronscope.atomic import atomic_write_text
 from neuronscope.attribution import attribute
 from neuronscope.bench.real import REAL, model_path
 from neuronscope.diagnostics import attribution_stability, diagnose, logit_lens
+from neuronscope.diagnostics.paper import top_m_sum
 from neuronscope.mcqa import mcqa_metric
 from neuronscope.realworld import real_facts
 
@@ -95,6 +96,13 @@ def _paper_stage(diag: Any) -> dict:
             out[diag.unit_label(index % width).split("/")[0]] += 1
         return out
 
+    per_site, start = {}, 0
+    for name, w in diag.site_widths:  # each module alone, e.g. the MLP neurons (mlp_post)
+        plus, minus = diag.d_plus[:, start : start + w], diag.d_minus[:, start : start + w]
+        per_site[name] = {"top_m_d_plus": top_m_sum(plus, M), "top_m_d_minus": top_m_sum(minus, M),
+                          "total_d_plus": float(plus.clamp(min=0).double().sum()),
+                          "total_d_minus": float(minus.clamp(min=0).double().sum())}
+        start += w
     flags: dict[str, int] = dict.fromkeys(sites, 0)
     for flag in diag.flagged:
         flags[diag.unit_label(flag.neuron).split("/")[0]] += 1
@@ -105,7 +113,7 @@ def _paper_stage(diag: Any) -> dict:
             "module_mean_d_plus": dict(zip(sites, maps["d_plus"].mean(1).tolist(), strict=True)),
             "module_mean_d_minus": dict(zip(sites, maps["d_minus"].mean(1).tolist(), strict=True)),
             "top_m_d_minus_by_site": by_site(top_minus), "top_m_d_plus_by_site": by_site(top_plus),
-            "flags": len(diag.flagged), "flags_by_site": flags}
+            "flags": len(diag.flagged), "flags_by_site": flags, "per_site": per_site}
 
 
 class Study:
@@ -293,11 +301,17 @@ def table(out: Path = OUT) -> str:
         ("P: total D+", lambda r: r["paper"]["total_d_plus"]),
         ("P: total D-", lambda r: r["paper"]["total_d_minus"]),
         ("P: hide index", lambda r: r["paper"]["hide_index"]),
+        ("P, MLP neurons: top-100 D+", lambda r: r["paper"]["per_site"]["mlp_post"]["top_m_d_plus"]),
+        ("P, MLP neurons: top-100 D-", lambda r: r["paper"]["per_site"]["mlp_post"]["top_m_d_minus"]),
         ("P: top-100 D- in q+k (count)", lambda r: r["paper"]["top_m_d_minus_by_site"]["q"]
          + r["paper"]["top_m_d_minus_by_site"]["k"]),
         ("log P: top-100 D+", lambda r: r["paper_logprob"]["top_m"]["d_plus"]),
         ("log P: top-100 D-", lambda r: r["paper_logprob"]["top_m"]["d_minus"]),
         ("log P: hide index", lambda r: r["paper_logprob"]["hide_index"]),
+        ("log P, MLP neurons: top-100 D+",
+         lambda r: r["paper_logprob"]["per_site"]["mlp_post"]["top_m_d_plus"]),
+        ("log P, MLP neurons: top-100 D-",
+         lambda r: r["paper_logprob"]["per_site"]["mlp_post"]["top_m_d_minus"]),
         ("log P: top-100 D- in q+k (count)", lambda r: r["paper_logprob"]["top_m_d_minus_by_site"]["q"]
          + r["paper_logprob"]["top_m_d_minus_by_site"]["k"]),
         ("log P: flags", lambda r: r["paper_logprob"]["flags"]),
