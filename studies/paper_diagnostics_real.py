@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import statistics
 import time
@@ -48,6 +49,7 @@ from neuronscope.mcqa import mcqa_metric
 from neuronscope.realworld import real_facts
 
 OUT = Path(__file__).parent / "results" / "paper-diagnostics-real"
+CACHE = Path("/tmp/neuronscope-paper-diagnostics-real")  # scratch: attributions (~130 MB each)
 METHODS = ("gd", "gd+ssiuu", "ga")
 SEEDS = (0, 1, 2)
 SITES = ["q", "k", "v", "o", "gate", "up", "mlp_post", "down"]
@@ -116,39 +118,92 @@ def _paper_stage(diag: Any) -> dict:
             "flags": len(diag.flagged), "flags_by_site": flags, "per_site": per_site}
 
 
-class Study:
-    """One process: the original model and its per-seed attributions stay in memory."""
+def _mem_available_gb() -> float:
+    """MemAvailable of /proc/meminfo in GiB (inf where there is none)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return float("inf")
 
-    def __init__(self, real: Path, out: Path, ours: bool) -> None:
-        self.real, self.out, self.ours = real, out, ours
+
+def _wait_for_memory(gib: float, poll: float = 30.0) -> None:
+    """Wait until the machine has ``gib`` GiB available (the study shares it with other jobs)."""
+    while _mem_available_gb() < gib:
+        time.sleep(poll)
+
+
+class Study:
+    """Lean on memory: at most one SmolLM2 copy at a time outside the attack; attributions go
+    to ``cache`` (a scratch folder, not results) and are read back one pair at a time."""
+
+    def __init__(self, real: Path, out: Path, cache: Path, ours: bool, attack_memory: float,
+                 work_memory: float) -> None:
+        self.real, self.out, self.cache, self.ours = real, out, cache, ours
+        self.attack_memory, self.work_memory = attack_memory, work_memory
         self.facts = real_facts()
-        self.original = _load(None)
         self.metric = mcqa_metric(style=REAL.mcqa_style)
-        self.before: dict[tuple[int, str], Any] = {}
-        self.lens_before: dict[int, list[float]] = {}
+        cache.mkdir(parents=True, exist_ok=True)
 
     def ready(self, seed: int, method: str) -> bool:
         return (model_path(self.real, seed, method).is_file()
                 and (self.real / f"seed{seed}" / f"unlearn-{method}.json").is_file()
                 and (self.real / f"seed{seed}" / "splits.json").is_file())
 
-    def done(self, seed: int, method: str) -> bool:
-        record = _read(self.out / f"seed{seed}-{method}.json") or {}
-        return all(k in record for k in self.stages())
+    def record(self, seed: int, method: str) -> dict:
+        return _read(self.out / f"seed{seed}-{method}.json") or {}
 
-    def stages(self) -> tuple[str, ...]:
-        return ("unlearned", "paper", "paper_logprob", "ours_gxa", "lens", "stability") + (
-            ("ours",) if self.ours else ())
+    def cheap_stages(self) -> tuple[str, ...]:
+        return ("unlearned", "paper", "paper_logprob", "ours_gxa", "lens") + (("ours",) if self.ours else ())
 
-    def unit(self, seed: int, method: str) -> dict:
-        path = self.out / f"seed{seed}-{method}.json"
+    def split(self, seed: int) -> tuple[ns.FactSet, ns.FactSet]:
         splits = _read(self.real / f"seed{seed}" / "splits.json")
+        return _subset(self.facts, splits["forget"]), _subset(self.facts, splits["retain"])
+
+    # --- model work, written to the cache ----------------------------------------------------
+    def _model_work(self, seed: int, label: str, state: Path | None) -> dict:
+        """Attributions (P and log P, all sites, token extremes) of the forget + retain facts,
+        the logit lens and P on the forget facts, for one model (``label``: original or a method)."""
+        info_path = self.cache / f"seed{seed}-{label}.json"
+        info = _read(info_path)
+        if info is not None and all((self.cache / f"seed{seed}-{label}-{t}.pt").is_file() for t in TARGETS):
+            return info
+        forget, retain = self.split(seed)
+        _wait_for_memory(self.work_memory)
+        model = _load(state)
+        start = time.process_time()
+        for target in TARGETS:
+            attr = attribute(model, list(forget) + list(retain), token_extremes=True, target=target,
+                             **PAPER_OPTS)
+            attr.save(self.cache / f"seed{seed}-{label}-{target}.pt")
+            del attr
+            gc.collect()
+        lens = logit_lens(model, forget, pool=self.facts, seed=seed)
+        info = {"lens": lens.accuracy.tolist(), "lens_layers": list(lens.layers),
+                "lens_model_accuracy": lens.model_accuracy,
+                "forget_greedy": float(ns.accuracy(model, forget)),
+                "median_p": float(ns.answer_logprob(model, forget).median().exp()),
+                "cpu_seconds": time.process_time() - start}
+        _write(info_path, info)
+        del model
+        gc.collect()
+        return info
+
+    def _attr(self, seed: int, label: str, target: str) -> Any:
+        return ns.NeuronAttribution.load(self.cache / f"seed{seed}-{label}-{target}.pt")
+
+    # --- the stages --------------------------------------------------------------------------
+    def cheap(self, seed: int, method: str) -> dict:
+        path = self.out / f"seed{seed}-{method}.json"
+        forget, retain = self.split(seed)
         summary = _read(self.real / f"seed{seed}" / f"unlearn-{method}.json")
-        forget, retain = _subset(self.facts, splits["forget"]), _subset(self.facts, splits["retain"])
-        everything = list(forget) + list(retain)
-        record = _read(path) or {"seed": seed, "method": method, "command": COMMAND, "m": M, "sites": SITES,
-                                 "n_forget": len(forget), "n_control": len(retain), "cpu_seconds": {}}
-        after = _load(model_path(self.real, seed, method))
+        record = self.record(seed, method) or {
+            "seed": seed, "method": method, "command": COMMAND, "m": M, "sites": SITES,
+            "n_forget": len(forget), "n_control": len(retain), "cpu_seconds": {}}
+        original = self._model_work(seed, "original", None)
+        after = self._model_work(seed, method, model_path(self.real, seed, method))
 
         def stage(name: str, work) -> None:
             if name in record:
@@ -158,6 +213,7 @@ class Study:
                 record[name] = work()
             except (ValueError, RuntimeError) as error:  # recorded and reported, not retried
                 record[name] = {"error": f"{type(error).__name__}: {error}"}
+            gc.collect()
             record["cpu_seconds"][name] = time.process_time() - start
             _write(path, record)
             print(f"seed {seed} {method}: {name} done in {record['cpu_seconds'][name]:.0f} s CPU", flush=True)
@@ -165,28 +221,15 @@ class Study:
         stage("unlearned", lambda: {
             "preset": {k: summary.get(k) for k in ("lr", "steps", "forget_mcqa", "retain_mcqa", "test_mcqa",
                                                    "reached")},
-            "forget_greedy": float(ns.accuracy(after, forget)),
-            "median_p_before": float(ns.answer_logprob(self.original, forget).median().exp()),
-            "median_p_after": float(ns.answer_logprob(after, forget).median().exp())})
-
-        cache: dict[str, Any] = {}
-
-        def after_attr(target: str) -> Any:
-            if target not in cache:
-                cache[target] = attribute(after, everything, token_extremes=True, target=target, **PAPER_OPTS)
-            return cache[target]
-
-        def before_attr(target: str) -> Any:
-            if (seed, target) not in self.before:
-                self.before[seed, target] = attribute(self.original, everything, token_extremes=True,
-                                                      target=target, **PAPER_OPTS)
-            return self.before[seed, target]
+            "forget_greedy": after["forget_greedy"], "median_p_before": original["median_p"],
+            "median_p_after": after["median_p"],
+            "attribution_cpu_seconds": {"original": original["cpu_seconds"], "after": after["cpu_seconds"]}})
 
         def paper(target: str) -> dict:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the collapse note: P is the paper's choice here
-                diag = diagnose(before_attr(target), after_attr(target), forget, control=list(retain),
-                                definition="paper", progress=False, seed=seed)
+                diag = diagnose(self._attr(seed, "original", target), self._attr(seed, method, target),
+                                forget, control=list(retain), definition="paper", progress=False, seed=seed)
             return {**_paper_stage(diag), "target": target, "notes": diag.meta["notes"]}
 
         stage("paper", lambda: paper("prob"))
@@ -197,9 +240,10 @@ class Study:
             index, flags against the retain facts) on the log P activation x gradient already
             computed: the default diagnosis with one-step attribution instead of IG."""
             out = {}
+            before_attr = self._attr(seed, "original", "logprob")
+            after_attr = self._attr(seed, method, "logprob")
             for name, site in (("all_sites", None), ("mlp_post", "mlp_post")):
-                pair = [a if site is None else a.select(site=site)
-                        for a in (before_attr("logprob"), after_attr("logprob"))]
+                pair = [a if site is None else a.select(site=site) for a in (before_attr, after_attr)]
                 diag = diagnose(*pair, forget, control=list(retain), definition="neuronscope", seed=seed,
                                 progress=False)
                 flags: dict[str, int] = {}
@@ -216,42 +260,23 @@ class Study:
         stage("ours_gxa", ours_gxa)
 
         def lens() -> dict:
-            if seed not in self.lens_before:
-                self.lens_before[seed] = logit_lens(self.original, forget, pool=self.facts,
-                                                    seed=seed).accuracy.tolist()
-            got = logit_lens(after, forget, pool=self.facts, seed=seed)
-            band = [got.accuracy[got.layers.index(layer)].item() for layer in LENS_LAYERS]
-            before_band = [self.lens_before[seed][layer] for layer in LENS_LAYERS]
-            return {"before": self.lens_before[seed], "after": got.accuracy.tolist(),
+            layers = original["lens_layers"]
+            band = [after["lens"][layers.index(layer)] for layer in LENS_LAYERS]
+            before_band = [original["lens"][layers.index(layer)] for layer in LENS_LAYERS]
+            return {"before": original["lens"], "after": after["lens"],
                     "band": [LENS_LAYERS.start, LENS_LAYERS.stop - 1],
                     "band_mean_before": sum(before_band) / len(before_band),
-                    "band_mean_after": sum(band) / len(band), "model_accuracy_after": got.model_accuracy}
+                    "band_mean_after": sum(band) / len(band),
+                    "model_accuracy_after": after["lens_model_accuracy"]}
 
         stage("lens", lens)
-
-        def stability() -> dict:
-            attack = ns.relearn(after, attack="harmful", forget=forget, p=0.1, pool="wrong", lr=1e-5,
-                                report="max", metric=self.metric, steps=REAL.attack_steps,
-                                eval_every=REAL.attack_eval_every, batch_size=REAL.attack_batch_size,
-                                seed=seed, progress=False)
-            n = len(forget)
-            out = {"attack_max_forget_mcqa": float(attack.attacked), "attack_train": len(attack.train_ids),
-                   "attack_eval": len(attack.eval_ids), "correlation": "Pearson over neurons of the "
-                   "fact-mean activation x gradient (forget facts, all sites); Spearman beside it"}
-            for target in TARGETS:
-                a = after_attr(target).select(slice(0, n))
-                b = attribute(attack.model, list(forget), target=target, **PAPER_OPTS)
-                out[target] = {"all_sites": attribution_stability(a, b).to_dict(),
-                               "mlp_post": attribution_stability(a.select(site="mlp_post"),
-                                                                 b.select(site="mlp_post")).to_dict()}
-            return out
-
-        stage("stability", stability)
         if self.ours:
             def ours() -> dict:
+                _wait_for_memory(self.attack_memory)
+                before_model, after_model = _load(None), _load(model_path(self.real, seed, method))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    diag = diagnose(self.original, after, forget, control=list(retain), seed=seed,
+                    diag = diagnose(before_model, after_model, forget, control=list(retain), seed=seed,
                                     progress=False)
                 return {"settings": {k: diag.meta[k] for k in ("method", "steps", "target", "positions",
                                                                "criterion")},
@@ -262,26 +287,66 @@ class Study:
             stage("ours", ours)
         return record
 
+    def stability(self, seed: int, method: str) -> dict:
+        """One harmful attack (the preset's settings at lr 1e-5, p = 0.1) on the unlearned model,
+        in place (one model copy plus the optimiser), then the attribution correlation."""
+        path = self.out / f"seed{seed}-{method}.json"
+        record = self.record(seed, method)
+        forget, _ = self.split(seed)
+        _wait_for_memory(self.attack_memory)
+        start = time.process_time()
+        try:
+            model = _load(model_path(self.real, seed, method))
+            attack = ns.relearn(model, attack="harmful", forget=forget, p=0.1, pool="wrong", lr=1e-5,
+                                report="max", metric=self.metric, steps=REAL.attack_steps,
+                                eval_every=REAL.attack_eval_every, batch_size=REAL.attack_batch_size,
+                                seed=seed, progress=False, inplace=True)
+            gc.collect()
+            n = len(forget)
+            out = {"attack_max_forget_mcqa": float(attack.attacked), "attack_train": len(attack.train_ids),
+                   "attack_eval": len(attack.eval_ids), "correlation": "Pearson over neurons of the "
+                   "fact-mean activation x gradient (forget facts, all sites); Spearman beside it"}
+            for target in TARGETS:
+                a = self._attr(seed, method, target).select(slice(0, n))
+                b = attribute(attack.model, list(forget), target=target, **PAPER_OPTS)
+                out[target] = {"all_sites": attribution_stability(a, b).to_dict(),
+                               "mlp_post": attribution_stability(a.select(site="mlp_post"),
+                                                                 b.select(site="mlp_post")).to_dict()}
+                del a, b
+                gc.collect()
+        except (ValueError, RuntimeError) as error:
+            out = {"error": f"{type(error).__name__}: {error}"}
+        record["stability"] = out
+        record.setdefault("cpu_seconds", {})["stability"] = time.process_time() - start
+        _write(path, record)
+        print(f"seed {seed} {method}: stability done in {record['cpu_seconds']['stability']:.0f} s CPU",
+              flush=True)
+        return record
 
-def run(real: Path, out: Path = OUT, seeds=SEEDS, methods=METHODS, ours: bool = False,
-        poll: float = 60.0, deadline: float | None = None) -> None:
+
+def run(real: Path, out: Path = OUT, cache: Path = CACHE, seeds=SEEDS, methods=METHODS, ours: bool = False,
+        poll: float = 60.0, deadline: float | None = None, attack_memory: float = 6.0,
+        work_memory: float = 3.0) -> None:
+    """Cheap stages of every available unit first (seed 0's methods, then seed 1, ...), then
+    the attack stages once the machine has ``attack_memory`` GiB available."""
     out.mkdir(parents=True, exist_ok=True)
-    study = Study(real, out, ours)
+    study = Study(real, out, cache, ours, attack_memory, work_memory)
     order = [(s, m) for s in seeds for m in methods]
     while True:
-        pending = [u for u in order if not study.done(*u)]
-        if not pending:
+        cheap = [u for u in order if not all(k in study.record(*u) for k in study.cheap_stages())]
+        attack = [u for u in order if u not in cheap and "stability" not in study.record(*u)]
+        if not cheap and not attack:
             return
         if deadline is not None and time.time() > deadline:
-            print(f"deadline passed; not done: {pending}", flush=True)
+            print(f"deadline passed; not done: cheap stages {cheap}, attack stages {attack}", flush=True)
             return
-        ready = [u for u in pending if study.ready(*u)]
-        if not ready:
+        ready = [u for u in cheap if study.ready(*u)]
+        if ready:
+            study.cheap(*ready[0])
+        elif attack and _mem_available_gb() >= attack_memory:
+            study.stability(*attack[0])
+        else:
             time.sleep(poll)
-            continue
-        seed, method = ready[0]
-        study.before = {k: a for k, a in study.before.items() if k[0] == seed}  # memory: one seed at a time
-        study.unit(seed, method)
 
 
 # --- the summary ------------------------------------------------------------------------------
@@ -350,13 +415,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--ours", action="store_true", help="also neuronscope's default diagnosis (IG)")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="scratch folder for attributions")
     parser.add_argument("--deadline", type=float, help="stop waiting for models after this Unix time")
+    parser.add_argument("--attack-memory", type=float, default=6.0,
+                        help="GiB the machine must have available before an attack stage starts")
+    parser.add_argument("--work-memory", type=float, default=3.0,
+                        help="GiB the machine must have available before a model is loaded")
     parser.add_argument("--table", action="store_true", help="print the summary table and exit")
     args = parser.parse_args()
     if args.table:
         print(table(args.out))
         return
-    run(args.real, args.out, seeds=args.seeds, methods=args.methods, ours=args.ours, deadline=args.deadline)
+    run(args.real, args.out, args.cache, seeds=args.seeds, methods=args.methods, ours=args.ours,
+        deadline=args.deadline, attack_memory=args.attack_memory, work_memory=args.work_memory)
 
 
 if __name__ == "__main__":
