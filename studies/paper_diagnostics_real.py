@@ -358,52 +358,73 @@ def _cell(values: list[float], digits: int = 3) -> str:
     return f"{statistics.mean(values):.{digits}g} ± {statistics.stdev(values):.{digits}g} ({len(values)})"
 
 
+def _qk(key: str):
+    return lambda r: r[key]["top_m_d_minus_by_site"]["q"] + r[key]["top_m_d_minus_by_site"]["k"]
+
+
+# (row, the paper's number or claim, getter); a unit lacking a stage is left out of that row
+QUANTITIES = [
+    ("forget MCQA after unlearning (preset)", "0 (stopped at chance 0.33 here)",
+     lambda r: r["unlearned"]["preset"]["forget_mcqa"]),
+    ("retain MCQA after unlearning (preset)", "Llama: GA 0.58, GD 0.81, SSIUU 0.85",
+     lambda r: r["unlearned"]["preset"]["retain_mcqa"]),
+    ("median P(answer) on forget facts after", "-", lambda r: r["unlearned"]["median_p_after"]),
+    ("P (paper): top-100 ΣD+", "D- >> D+ for GA, GD; SSIUU erases (D+)",
+     lambda r: r["paper"]["top_m"]["d_plus"]),
+    ("P (paper): top-100 ΣD-", "", lambda r: r["paper"]["top_m"]["d_minus"]),
+    ("P (paper): hide index ΣD-/(ΣD+ + ΣD-), all units", "high for GA, GD; low for SSIUU",
+     lambda r: r["paper"]["hide_index"]),
+    ("P (paper), MLP neurons only: top-100 ΣD+", "",
+     lambda r: r["paper"]["per_site"]["mlp_post"]["top_m_d_plus"]),
+    ("P (paper), MLP neurons only: top-100 ΣD-", "",
+     lambda r: r["paper"]["per_site"]["mlp_post"]["top_m_d_minus"]),
+    ("P (paper): Q + K units among the top-100 D- (of 100)", "mostly Q and K", _qk("paper")),
+    ("log P: top-100 ΣD+", "(the paper uses P)", lambda r: r["paper_logprob"]["top_m"]["d_plus"]),
+    ("log P: top-100 ΣD-", "", lambda r: r["paper_logprob"]["top_m"]["d_minus"]),
+    ("log P: hide index, all units", "", lambda r: r["paper_logprob"]["hide_index"]),
+    ("log P, MLP neurons only: top-100 ΣD+", "",
+     lambda r: r["paper_logprob"]["per_site"]["mlp_post"]["top_m_d_plus"]),
+    ("log P, MLP neurons only: top-100 ΣD-", "",
+     lambda r: r["paper_logprob"]["per_site"]["mlp_post"]["top_m_d_minus"]),
+    ("log P: Q + K units among the top-100 D- (of 100)", "mostly Q and K", _qk("paper_logprob")),
+    ("log P: flags (eqs. 4-5 d-, max-T vs retain, α 0.01)", "-", lambda r: r["paper_logprob"]["flags"]),
+    ("neuronscope definition, grad x act log P, MLP: hide index", "-",
+     lambda r: r["ours_gxa"]["mlp_post"]["hide_index"]),
+    ("neuronscope definition, grad x act log P, MLP: flags", "-",
+     lambda r: r["ours_gxa"]["mlp_post"]["flags"]),
+    ("neuronscope definition, grad x act log P, all sites: hide index", "-",
+     lambda r: r["ours_gxa"]["all_sites"]["hide_index"]),
+    ("neuronscope definition, grad x act log P, all sites: flags", "-",
+     lambda r: r["ours_gxa"]["all_sites"]["flags"]),
+    ("logit lens, mean over layers 18-27, before", "-", lambda r: r["lens"]["band_mean_before"]),
+    ("logit lens, mean over layers 18-27, after", "GD ≈ 0.2 (below chance 0.5); SSIUU ≈ 0.5",
+     lambda r: r["lens"]["band_mean_after"]),
+    ("harmful attack p=0.1, lr 1e-5: max forget MCQA", "Llama, worst lr: GA 0.68, GD 0.48, SSIUU 0.15",
+     lambda r: r["stability"]["attack_max_forget_mcqa"]),
+    ("stability: Pearson r, P, all sites", "GA 0.73, NPO 0.87, SSIUU 0.99",
+     lambda r: r["stability"]["prob"]["all_sites"]["pearson"]),
+    ("stability: Spearman ρ, P, all sites", "", lambda r: r["stability"]["prob"]["all_sites"]["spearman"]),
+    ("stability: Pearson r, log P, all sites", "",
+     lambda r: r["stability"]["logprob"]["all_sites"]["pearson"]),
+    ("neuronscope default (IG, log P, MLP): hide index", "-", lambda r: r["ours"]["hide_index"]),
+]
+
+
 def table(out: Path = OUT) -> str:
+    """Markdown: mean ± std over the seeds that have each quantity (count in brackets)."""
     rows = {m: [r for s in SEEDS if (r := _read(out / f"seed{s}-{m}.json"))] for m in METHODS}
-    quantities = [
-        ("P: top-100 D+", lambda r: r["paper"]["top_m"]["d_plus"]),
-        ("P: top-100 D-", lambda r: r["paper"]["top_m"]["d_minus"]),
-        ("P: total D+", lambda r: r["paper"]["total_d_plus"]),
-        ("P: total D-", lambda r: r["paper"]["total_d_minus"]),
-        ("P: hide index", lambda r: r["paper"]["hide_index"]),
-        ("P, MLP neurons: top-100 D+", lambda r: r["paper"]["per_site"]["mlp_post"]["top_m_d_plus"]),
-        ("P, MLP neurons: top-100 D-", lambda r: r["paper"]["per_site"]["mlp_post"]["top_m_d_minus"]),
-        ("P: top-100 D- in q+k (count)", lambda r: r["paper"]["top_m_d_minus_by_site"]["q"]
-         + r["paper"]["top_m_d_minus_by_site"]["k"]),
-        ("log P: top-100 D+", lambda r: r["paper_logprob"]["top_m"]["d_plus"]),
-        ("log P: top-100 D-", lambda r: r["paper_logprob"]["top_m"]["d_minus"]),
-        ("log P: hide index", lambda r: r["paper_logprob"]["hide_index"]),
-        ("log P, MLP neurons: top-100 D+",
-         lambda r: r["paper_logprob"]["per_site"]["mlp_post"]["top_m_d_plus"]),
-        ("log P, MLP neurons: top-100 D-",
-         lambda r: r["paper_logprob"]["per_site"]["mlp_post"]["top_m_d_minus"]),
-        ("log P: top-100 D- in q+k (count)", lambda r: r["paper_logprob"]["top_m_d_minus_by_site"]["q"]
-         + r["paper_logprob"]["top_m_d_minus_by_site"]["k"]),
-        ("log P: flags", lambda r: r["paper_logprob"]["flags"]),
-        ("lens acc. layers 18-27 after", lambda r: r["lens"]["band_mean_after"]),
-        ("lens acc. layers 18-27 before", lambda r: r["lens"]["band_mean_before"]),
-        ("stability r, P (all sites)", lambda r: r["stability"]["prob"]["all_sites"]["pearson"]),
-        ("stability rho, P (all sites)", lambda r: r["stability"]["prob"]["all_sites"]["spearman"]),
-        ("stability r, log P (all sites)", lambda r: r["stability"]["logprob"]["all_sites"]["pearson"]),
-        ("attack max forget MCQA", lambda r: r["stability"]["attack_max_forget_mcqa"]),
-        ("ours (grad x act, log P, MLP): hide index", lambda r: r["ours_gxa"]["mlp_post"]["hide_index"]),
-        ("ours (grad x act, log P, MLP): flags", lambda r: r["ours_gxa"]["mlp_post"]["flags"]),
-        ("ours (grad x act, log P, all sites): hide index",
-         lambda r: r["ours_gxa"]["all_sites"]["hide_index"]),
-        ("ours (grad x act, log P, all sites): flags", lambda r: r["ours_gxa"]["all_sites"]["flags"]),
-        ("ours (IG, log P, MLP): hide index", lambda r: r["ours"]["hide_index"]),
-        ("ours (IG, log P, MLP): flags", lambda r: r["ours"]["flags"]),
-    ]
-    lines = ["| quantity | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 1) + "|"]
-    for name, get in quantities:
+    lines = ["| quantity | the paper | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 2) + "|"]
+    for name, claim, get in QUANTITIES:
         cells = []
         for m in METHODS:
             values = []
             for r in rows[m]:
-                with contextlib.suppress(KeyError):
+                with contextlib.suppress(KeyError, TypeError):
                     values.append(float(get(r)))
             cells.append(_cell(values))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        if all(c == "-" for c in cells):
+            continue
+        lines.append(f"| {name} | {claim} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
