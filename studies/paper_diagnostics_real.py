@@ -358,6 +358,27 @@ def _cell(values: list[float], digits: int = 3) -> str:
     return f"{statistics.mean(values):.{digits}g} ± {statistics.stdev(values):.{digits}g} ({len(values)})"
 
 
+def weight_distances(real: Path, out: Path = OUT, seeds=SEEDS) -> dict:
+    """How far GD + SSIUU's weights are from GD's, relative to GD's update, per seed (all
+    parameters): ``||w_gd - w_ssiuu|| / ||w_gd - w_original||`` and the largest ``|w_gd - w_ssiuu|``."""
+    original = _load(None).state_dict()
+    result = {}
+    for seed in seeds:
+        paths = [model_path(real, seed, m) for m in ("gd", "gd+ssiuu")]
+        if not all(p.is_file() for p in paths):
+            continue
+        gd, ssiuu = (torch.load(p, mmap=True, map_location="cpu") for p in paths)
+        between = update = largest = 0.0
+        for key, value in gd.items():
+            between += float((value.double() - ssiuu[key].double()).pow(2).sum())
+            update += float((value.double() - original[key].double()).pow(2).sum())
+            largest = max(largest, float((value - ssiuu[key]).abs().max()))
+        result[f"seed{seed}"] = {"relative_distance": (between / update) ** 0.5 if update else float("nan"),
+                                 "max_abs_difference": largest, "gd_update_norm": update ** 0.5}
+    _write(out / "weights.json", result)
+    return result
+
+
 def _qk(key: str):
     return lambda r: r[key]["top_m_d_minus_by_site"]["q"] + r[key]["top_m_d_minus_by_site"]["k"]
 
@@ -399,7 +420,9 @@ QUANTITIES = [
     ("logit lens, mean over layers 18-27, before", "-", lambda r: r["lens"]["band_mean_before"]),
     ("logit lens, mean over layers 18-27, after", "GD ≈ 0.2 (below chance 0.5); SSIUU ≈ 0.5",
      lambda r: r["lens"]["band_mean_after"]),
-    ("harmful attack p=0.1, lr 1e-5: max forget MCQA", "Llama, worst lr: GA 0.68, GD 0.48, SSIUU 0.15",
+    ("harmful attack p=0.1 (the preset's, worst of 3 lrs): max forget MCQA",
+     "Llama: GA 0.68, GD 0.48, SSIUU 0.15", lambda r: r["preset_attack"]),
+    ("harmful attack p=0.1, lr 1e-5 (this study's): max forget MCQA", "",
      lambda r: r["stability"]["attack_max_forget_mcqa"]),
     ("stability: Pearson r, P, all sites", "GA 0.73, NPO 0.87, SSIUU 0.99",
      lambda r: r["stability"]["prob"]["all_sites"]["pearson"]),
@@ -410,9 +433,22 @@ QUANTITIES = [
 ]
 
 
-def table(out: Path = OUT) -> str:
+def _preset_attack(real: Path, seed: int, method: str) -> float | None:
+    """The real preset's own harmful p = 0.1 attack: max forget MCQA during retraining, worst lr."""
+    record = _read(real / f"seed{seed}" / f"attack-{method}-harmfulp0.1.json")
+    if record is None:
+        return None
+    curve = record["result"]["eval_accuracy"]
+    return max(curve[1:]) if len(curve) > 1 else curve[-1]
+
+
+def table(out: Path = OUT, real: Path | None = None) -> str:
     """Markdown: mean ± std over the seeds that have each quantity (count in brackets)."""
     rows = {m: [r for s in SEEDS if (r := _read(out / f"seed{s}-{m}.json"))] for m in METHODS}
+    if real is not None:  # the preset's attack beside this study's units (by seed)
+        for m in METHODS:
+            for r in rows[m]:
+                r["preset_attack"] = _preset_attack(real, r["seed"], m)
     lines = ["| quantity | the paper | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 2) + "|"]
     for name, claim, get in QUANTITIES:
         cells = []
@@ -443,9 +479,14 @@ def main() -> None:
     parser.add_argument("--work-memory", type=float, default=3.0,
                         help="GiB the machine must have available before a model is loaded")
     parser.add_argument("--table", action="store_true", help="print the summary table and exit")
+    parser.add_argument("--weights", action="store_true",
+                        help="GD + SSIUU's distance from GD relative to GD's update (writes weights.json)")
     args = parser.parse_args()
     if args.table:
-        print(table(args.out))
+        print(table(args.out, args.real))
+        return
+    if args.weights:
+        print(json.dumps(weight_distances(args.real, args.out, args.seeds), indent=1))
         return
     run(args.real, args.out, args.cache, seeds=args.seeds, methods=args.methods, ours=args.ours,
         deadline=args.deadline, attack_memory=args.attack_memory, work_memory=args.work_memory)
