@@ -88,14 +88,16 @@ def _paper_stage(diag: Any) -> dict:
     """Eqs. 4-5 summaries: top-m sums, totals, the module x layer map, where the top D- sits."""
     maps = diag.module_layer_map(M)
     sites = [name for name, _ in diag.site_widths]
-    top_minus = diag.d_minus.flatten().topk(M).indices.tolist()
-    top_plus = diag.d_plus.flatten().topk(M).indices.tolist()
     width = diag.n_neurons
 
-    def by_site(flat: list[int]) -> dict[str, int]:
+    def by_site(values: torch.Tensor) -> dict[str, int]:
+        """Sites of the top-M units, counting only units with a positive value (when fewer
+        than M are positive, ties at 0 would otherwise fill the list in index order: q first)."""
+        top = values.flatten().topk(M)
         out: dict[str, int] = dict.fromkeys(sites, 0)
-        for index in flat:
-            out[diag.unit_label(index % width).split("/")[0]] += 1
+        for value, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            if value > 0:
+                out[diag.unit_label(index % width).split("/")[0]] += 1
         return out
 
     per_site, start = {}, 0
@@ -114,7 +116,7 @@ def _paper_stage(diag: Any) -> dict:
             "module_map_d_minus": maps["d_minus"].tolist(),
             "module_mean_d_plus": dict(zip(sites, maps["d_plus"].mean(1).tolist(), strict=True)),
             "module_mean_d_minus": dict(zip(sites, maps["d_minus"].mean(1).tolist(), strict=True)),
-            "top_m_d_minus_by_site": by_site(top_minus), "top_m_d_plus_by_site": by_site(top_plus),
+            "top_m_d_minus_by_site": by_site(diag.d_minus), "top_m_d_plus_by_site": by_site(diag.d_plus),
             "flags": len(diag.flagged), "flags_by_site": flags, "per_site": per_site}
 
 
@@ -399,7 +401,9 @@ QUANTITIES = [
      lambda r: r["paper"]["per_site"]["mlp_post"]["top_m_d_plus"]),
     ("P (paper), MLP neurons only: top-100 ΣD-", "",
      lambda r: r["paper"]["per_site"]["mlp_post"]["top_m_d_minus"]),
-    ("P (paper): Q + K units among the top-100 D- (of 100)", "mostly Q and K", _qk("paper")),
+    ("P (paper): units with D- > 0 among the top 100", "",
+     lambda r: sum(r["paper"]["top_m_d_minus_by_site"].values())),
+    ("P (paper): Q + K units among them (11 % of units are Q or K)", "mostly Q and K", _qk("paper")),
     ("log P: top-100 ΣD+", "(the paper uses P)", lambda r: r["paper_logprob"]["top_m"]["d_plus"]),
     ("log P: top-100 ΣD-", "", lambda r: r["paper_logprob"]["top_m"]["d_minus"]),
     ("log P: hide index, all units", "", lambda r: r["paper_logprob"]["hide_index"]),
@@ -407,7 +411,9 @@ QUANTITIES = [
      lambda r: r["paper_logprob"]["per_site"]["mlp_post"]["top_m_d_plus"]),
     ("log P, MLP neurons only: top-100 ΣD-", "",
      lambda r: r["paper_logprob"]["per_site"]["mlp_post"]["top_m_d_minus"]),
-    ("log P: Q + K units among the top-100 D- (of 100)", "mostly Q and K", _qk("paper_logprob")),
+    ("log P: units with D- > 0 among the top 100", "",
+     lambda r: sum(r["paper_logprob"]["top_m_d_minus_by_site"].values())),
+    ("log P: Q + K units among them (11 % of units are Q or K)", "mostly Q and K", _qk("paper_logprob")),
     ("log P: flags (eqs. 4-5 d-, max-T vs retain, α 0.01)", "-", lambda r: r["paper_logprob"]["flags"]),
     ("neuronscope definition, grad x act log P, MLP: hide index", "-",
      lambda r: r["ours_gxa"]["mlp_post"]["hide_index"]),
