@@ -243,7 +243,9 @@ def _attribute_sites(model: Any, facts: Iterable[Fact], spec: AttributionSpec, *
         raise ValueError("sites / token_extremes run on the general path: engine='reference' and "
                          "per_position are not available with them")
     if is_distributed():
-        raise ValueError("sites / token_extremes do not run under torch.distributed yet")
+        raise ValueError("sites / token_extremes (also used by diagnose(definition='paper')) do not run "
+                         "under torch.distributed yet: run them in one process (without torchrun), or "
+                         "attribute the MLP neurons (sites=None) with the default definition")
     resolved = resolve_sites(model, sites, layers)
     layer_list = check_layers(model, layers)
     fact_set = _fact_set(facts)

@@ -22,7 +22,8 @@ from neuronscope.facts import Fact, FactSet
 from neuronscope.scoring import get_tokenizer, model_context
 from neuronscope.tokenization import encode_text, tokenize
 
-__all__ = ["DEFINITIONS", "PERMUTE_BY", "check_compatible", "check_tokenizable", "diagnose"]
+__all__ = ["DEFINITIONS", "PERMUTE_BY", "check_compatible", "check_definition", "check_tokenizable",
+           "diagnose"]
 
 PERMUTE_BY = ("auto", "fact", "subject", "group")
 DEFINITIONS = ("neuronscope", "paper")
@@ -55,6 +56,18 @@ def check_tokenizable(model: Any, facts: Sequence[Fact], tokenizer: Any = None, 
                 label = fact.id or f"#{index}"
                 raise ValueError(f"{name}: fact {label}: {word!r} holds characters the tokenizer "
                                  "maps to its unknown token")
+
+
+def check_definition(definition: str, method: str | None = None) -> None:
+    """``ValueError`` unless ``definition`` is one of ``DEFINITIONS`` and ``method`` (None: the
+    definition's default) can compute it (``"paper"`` needs activation x gradient)."""
+    if definition not in DEFINITIONS:
+        raise ValueError(f"definition must be one of {DEFINITIONS}, got {definition!r}")
+    if definition == "paper" and method is not None and method != "grad_x_act":
+        raise ValueError(f"definition='paper' is the paper's eqs. 4-5 on per-token activation x gradient "
+                         f"(method='grad_x_act'), not method={method!r}: integrated gradients would need "
+                         "per-token IG scores reduced by max/min over tokens, which is not the paper's "
+                         "definition; use method='grad_x_act', or definition='neuronscope' for IG")
 
 
 def _facts(values: Iterable[Fact] | None, name: str) -> list[Fact] | None:
@@ -246,14 +259,8 @@ def diagnose(
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha (the family-wise false-positive rate) must be in (0, 1), got {alpha!r}")
-    if definition not in DEFINITIONS:
-        raise ValueError(f"definition must be one of {DEFINITIONS}, got {definition!r}")
+    check_definition(definition, method)
     paper = definition == "paper"
-    if paper and method is not None and method != "grad_x_act":
-        raise ValueError(f"definition='paper' is the paper's eqs. 4-5 on per-token activation x gradient "
-                         f"(method='grad_x_act'), not method={method!r}: integrated gradients would need "
-                         "per-token IG scores reduced by max/min over tokens, which is not the paper's "
-                         "definition; use method='grad_x_act', or definition='neuronscope' for IG")
     if permute_by not in PERMUTE_BY:
         raise ValueError(f"permute_by must be one of {PERMUTE_BY}, got {permute_by!r}")
     if not isinstance(n_permutations, int) or n_permutations < 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from neuronscope.attribution import NeuronAttribution, attribute
+from neuronscope.diagnostics import diagnose
+from neuronscope.hooks import hook_count
 from tests.attribution.test_engine import TOKENIZER, word_facts
 from tests.conftest import make_native
 
@@ -67,3 +70,39 @@ def _check(shard: NeuronAttribution, single: NeuronAttribution) -> None:
     assert torch.equal(shard.target_input, single.target_input)
     if single.convergence_delta is not None:
         assert torch.equal(shard.convergence_delta, single.convergence_delta)
+
+
+def _site_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    """Each rank tries the site path and the paper's diagnosis; writes what it got."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        model = _model()
+        facts = word_facts(7)
+        calls = {"sites": lambda: attribute(model, facts, sites=["q", "k"], **SETTINGS),
+                 "paper": lambda: diagnose(model, model, facts[:4], control=facts[4:], definition="paper",
+                                           tokenizer=TOKENIZER, progress=False)}
+        lines = []
+        for name, call in calls.items():
+            try:
+                call()
+                lines.append(f"{name}\tno error")
+            except ValueError as error:
+                lines.append(f"{name}\t{error}")
+        lines.append(f"hooks\t{hook_count(model)}")
+        (Path(out_dir) / f"rank{rank}.txt").write_text("\n".join(lines))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_site_path_under_distributed_is_a_named_error(tmp_path):
+    """Sites and token extremes are not sharded yet: every rank gets the same ValueError, the
+    model keeps no hooks, and no rank hangs waiting for a collective."""
+    mp.spawn(_site_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        got = dict(line.split("\t", 1) for line in (tmp_path / f"rank{rank}.txt").read_text().splitlines())
+        for name in ("sites", "paper"):
+            assert "do not run under torch.distributed" in got[name], got[name]
+            assert "definition='paper'" in got[name]
+        assert got["hooks"] == "0"
