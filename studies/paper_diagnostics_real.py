@@ -310,7 +310,7 @@ class Study:
                    "fact-mean activation x gradient (forget facts, all sites); Spearman beside it"}
             for target in TARGETS:
                 a = self._attr(seed, method, target).select(slice(0, n))
-                b = attribute(attack.model, list(forget), target=target, **PAPER_OPTS)
+                b = attribute(attack.bridge, list(forget), target=target, **PAPER_OPTS)
                 out[target] = {"all_sites": attribution_stability(a, b).to_dict(),
                                "mlp_post": attribution_stability(a.select(site="mlp_post"),
                                                                  b.select(site="mlp_post")).to_dict()}
