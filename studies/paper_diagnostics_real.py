@@ -295,6 +295,7 @@ class Study:
         path = self.out / f"seed{seed}-{method}.json"
         record = self.record(seed, method)
         forget, _ = self.split(seed)
+        self._model_work(seed, method, model_path(self.real, seed, method))  # the cache may be gone
         _wait_for_memory(self.attack_memory)
         start = time.process_time()
         try:
