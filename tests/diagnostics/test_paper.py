@@ -3,6 +3,8 @@ module x layer map; the logit lens; attribution stability; their plots and bad i
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -142,6 +144,19 @@ def test_attribution_stability(edited_llama):
     x, y = a.scores.double().mean(0).flatten(), b.scores.double().mean(0).flatten()
     assert moved.pearson == pytest.approx(float(torch.corrcoef(torch.stack([x, y]))[0, 1]), abs=1e-6)
     assert moved.pearson < 0.9999
+    # Spearman with ties: coarse scores, against an obvious O(n^2) tie-averaged rank loop
+    scale = float(a.scores.abs().max()) / 20
+    coarse_a = dataclasses.replace(a, scores=(a.scores / scale).round())
+    coarse_b = dataclasses.replace(b, scores=(b.scores / scale).round())
+    cx, cy = coarse_a.scores.double().mean(0).flatten(), coarse_b.scores.double().mean(0).flatten()
+    assert 2 < len(cx.unique()) < len(cx) and 2 < len(cy.unique()) < len(cy)  # ties to average
+
+    def slow_ranks(v):
+        return torch.tensor([float((v < e).sum()) + (float((v == e).sum()) - 1) / 2 for e in v],
+                            dtype=torch.float64)
+
+    expected = torch.corrcoef(torch.stack([slow_ranks(cx), slow_ranks(cy)]))[0, 1]
+    assert ns.attribution_stability(coarse_a, coarse_b).spearman == pytest.approx(float(expected), abs=1e-9)
     fig = ns.plots.attribution_stability(moved)
     assert len(fig.data) == 3
     with pytest.raises(ValueError, match="different facts"):
