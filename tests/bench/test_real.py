@@ -102,6 +102,8 @@ def test_tiny_real_run_resumes_from_its_stages(smollm2, tmp_path):
     again = run_real(**settings)
     assert again.rows == result.rows
     assert collect_real(tmp_path).rows == result.rows  # the same rows from the stage files alone
+    changed = [p.name for p, t in mtimes.items() if p.stat().st_mtime_ns != t and p.name != "splits.json"]
+    assert changed == []  # nothing recomputed
     unlearn_mtime = (tmp_path / "seed0" / "unlearn-gd.json").stat().st_mtime_ns
     (tmp_path / "seed0" / "attack-gd-benign.json").unlink()
     resumed = run_real(**settings)  # the attack reruns on the kept weights; no second unlearning
@@ -109,8 +111,6 @@ def test_tiny_real_run_resumes_from_its_stages(smollm2, tmp_path):
     benign_rows = [r for r in resumed.rows if r["attack"] == "benign"]
     first_benign = [r for r in result.rows if r["attack"] == "benign"]
     assert [r["attacked"] for r in benign_rows] == [r["attacked"] for r in first_benign]
-    changed = [p.name for p, t in mtimes.items() if p.stat().st_mtime_ns != t and p.name != "splits.json"]
-    assert changed == []  # nothing recomputed
     assert (tmp_path / "real.md").read_text().startswith("| method |")
 
 
