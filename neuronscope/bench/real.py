@@ -7,7 +7,9 @@ greedy answer right before unlearning):
    facts (the forget share is raised until it holds ``min_forget`` facts; the share used is
    recorded); a control set of the same size from facts the model never knew (MCQA wrong and
    greedy wrong);
-2. each method (GA, GD, NPO, DPO, RMU, and SSIUU = GD + ``SSIUU(1e-3)``) unlearns the forget
+2. each method (GA, GD, NPO, DPO, RMU, and SSIUU = GD + ``SSIUU(1e-3)``; methods are recipes of
+   :mod:`neuronscope.unlearning.recipe`, ``"gd+ssiuu"`` reads as ``"gd+ssiuu(0.001)"`` and any
+   recipe such as ``"gd+ssiuu(1)"`` or ``"npo+ssiuu"`` can be added) unlearns the forget
    set with the lowest learning rate of ``unlearn_lrs`` that brings forget MCQA accuracy to
    chance (1/3); retain and test MCQA accuracy are measured on the unlearned model;
 3. on every unlearned model: the harmful attack (p = 0.1, 0.3; part A drawn from the forget
@@ -50,7 +52,7 @@ from neuronscope.pretrained import pretrained
 from neuronscope.progress import progress_bar
 from neuronscope.realworld import benign_instructions, real_facts
 from neuronscope.scoring import accuracy
-from neuronscope.unlearning import SSIUU, search_lr
+from neuronscope.unlearning import parse_recipe, search_lr
 
 __all__ = ["LLAMA_TABLE1", "REAL", "RealConfig", "RealResult", "collect_real", "known_facts", "model_path",
            "real_splits", "run_real", "sample_groups"]
@@ -92,8 +94,7 @@ class RealConfig:
     test: float = 0.70
     min_forget: int = 24
     test_sample: int | None = 150        # test facts scored (None: all of the test split)
-    methods: tuple[str, ...] = ("gd", "gd+ssiuu", "ga", "npo", "dpo", "rmu")
-    ssiuu_lam: float = 1e-3
+    methods: tuple[str, ...] = ("gd", "gd+ssiuu", "ga", "npo", "dpo", "rmu")   # recipes, as written
     unlearn_lrs: tuple[float, ...] = (1e-4, 3e-5, 1e-5)   # tried from the highest down
     unlearn_steps: int = 20
     unlearn_eval_every: int = 2
@@ -120,12 +121,36 @@ class RealConfig:
         for name in ("unlearn_lrs", "harmful_lrs", "benign_lrs"):
             if not getattr(self, name) or any(v <= 0 for v in getattr(self, name)):
                 raise ValueError(f"{name} must be a non-empty tuple of positive learning rates")
-        bad = [m for m in self.methods if m not in ("ga", "gd", "npo", "dpo", "rmu", "simnpo", "gd+ssiuu")]
-        if bad:
-            raise ValueError(f"unknown method(s) {bad} in the real preset")
+        canonical: dict[str, str] = {}
+        for method in self.methods:
+            if method == CONTROL:
+                raise ValueError(f"{CONTROL!r} names the control rows, not a method (see control=)")
+            try:
+                label = parse_recipe(method).label
+            except (ValueError, KeyError) as error:
+                raise ValueError(f"method {method!r} of the real preset is not a recipe: {error}") from None
+            if label in canonical:
+                raise ValueError(f"methods {canonical[label]!r} and {method!r} are the same recipe ({label})")
+            canonical[label] = method
         unsaved = [m for m in self.save_models if m not in self.methods]
         if unsaved:
             raise ValueError(f"save_models names method(s) {unsaved} that are not in methods")
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> RealConfig:
+        """A config saved by :meth:`to_dict` (lists back to tuples). Configs saved before methods
+        were recipes carry ``ssiuu_lam``; its value 1e-3 is what ``"gd+ssiuu"`` reads as now.
+
+        Example:
+            >>> RealConfig.from_dict({"methods": ["ga"], "ssiuu_lam": 0.001}).methods
+            ('ga',)
+        """
+        record = dict(record)
+        lam = record.pop("ssiuu_lam", 1e-3)
+        if lam != 1e-3:
+            raise ValueError(f"this config was saved with ssiuu_lam={lam!r}: write its method as "
+                             f"'gd+ssiuu({lam:g})' instead")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
 
     def with_overrides(self, **overrides: Any) -> RealConfig:
         unknown = set(overrides) - set(self.__dataclass_fields__)
@@ -230,17 +255,14 @@ def _subset(facts: FactSet, ids: list[str], name: str) -> FactSet:
 
 
 def _unlearn_kwargs(config: RealConfig, method: str) -> dict[str, Any]:
-    """``ns.search_lr`` keywords for one method label (``"gd+ssiuu"``: GD with ``SSIUU(lam)``)."""
-    base, _, extra = method.partition("+")
-    kwargs: dict[str, Any] = {"method": base, "max_steps": config.unlearn_steps,
+    """``ns.search_lr`` keywords for one method's recipe (``"gd+ssiuu"``: GD with ``SSIUU(1e-3)``)."""
+    kwargs: dict[str, Any] = {"method": method, "max_steps": config.unlearn_steps,
                               "eval_every": config.unlearn_eval_every,
                               "batch_size": config.unlearn_batch_size,
                               "retain_batch_size": config.unlearn_retain_batch_size,
                               "eval_retain": False}  # retain MCQA is scored once, at the end
-    if base == "dpo":
+    if parse_recipe(method).method_name == "dpo":
         kwargs["refusals"] = list(config.refusals)
-    if extra == "ssiuu":
-        kwargs["penalty"] = SSIUU(config.ssiuu_lam)
     return kwargs
 
 
@@ -274,7 +296,8 @@ def _attack_path(folder: Path | None, label: str, name: str) -> Path | None:
 def _attacks(model: Any, forget: FactSet, config: RealConfig, seed: int, metric: Any,
              benign: FactSet, folder: Path | None, label: str, progress: bool) -> dict[str, dict]:
     out = {}
-    plans = [(f"harmful p={p:g}", "harmful", p, config.harmful_lrs) for p in config.harmful]
+    plans = [(name, "harmful", p, config.harmful_lrs)
+             for name, p in zip(_attack_names(config), config.harmful, strict=False)]
     plans.append(("benign", "benign", 0.3, config.benign_lrs))
     for name, attack, p, lrs in plans:
         path = _attack_path(folder, label, name)
@@ -293,11 +316,26 @@ def _attacks(model: Any, forget: FactSet, config: RealConfig, seed: int, metric:
     return out
 
 
+def _attack_names(config: RealConfig) -> list[str]:
+    return [f"harmful p={p:g}" for p in config.harmful] + ["benign"]
+
+
 def _missing_attacks(folder: Path | None, label: str, config: RealConfig) -> bool:
     if folder is None:
         return True
-    names = [f"harmful p={p:g}" for p in config.harmful] + ["benign"]
-    return any(not _attack_path(folder, label, n).is_file() for n in names)
+    return any(not _attack_path(folder, label, n).is_file() for n in _attack_names(config))
+
+
+def _unit(seed: int, splits: dict, original: dict) -> dict:
+    """A seed's splits and the original model's scores, as the result's ``units`` hold them."""
+    return {"seed": seed, **{k: splits[k] for k in ("n_known", "n_never", "forget_share")},
+            "n_forget": len(splits["forget"]), "n_retain": len(splits["retain"]), "original": original}
+
+
+def _control_summary(control_score: float, original: dict) -> dict:
+    """The control's "unlearning" row: nothing was unlearned; retain and test are the original's."""
+    return {"forget_mcqa": control_score, "retain_mcqa": original["retain_mcqa"],
+            "test_mcqa": original["test_mcqa"], "lr": None, "steps": 0, "reached": None}
 
 
 # --- the result -------------------------------------------------------------------------------
@@ -318,8 +356,7 @@ class RealResult:
     def from_dict(cls, record: dict) -> RealResult:
         if record.get("format") != "neuronscope.RealResult/1":
             raise ValueError(f"not a saved RealResult (format {record.get('format')!r})")
-        config = RealConfig(**{k: tuple(v) if isinstance(v, list) else v
-                               for k, v in record["config"].items()})
+        config = RealConfig.from_dict(record["config"])
         return cls(config, list(record["rows"]), list(record["units"]), dict(record["meta"]))
 
     @classmethod
@@ -450,7 +487,7 @@ def collect_real(out: str | Path) -> RealResult:
     stored = _read(folder / "config.json")
     if stored is None:
         raise FileNotFoundError(f"{str(folder)!r} holds no config.json of a real-preset run")
-    config = RealConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+    config = RealConfig.from_dict(stored)
     seed_dirs = sorted((p for p in folder.glob("seed*") if p.name[4:].isdigit()),
                        key=lambda p: int(p.name[4:]))
     result = RealResult(config.with_overrides(seeds=tuple(int(p.name[4:]) for p in seed_dirs) or (0,)),
@@ -461,18 +498,14 @@ def collect_real(out: str | Path) -> RealResult:
         splits, original = _read(seed_dir / "splits.json"), _read(seed_dir / "original.json")
         if splits is None or original is None:
             continue
-        result.units.append({"seed": seed, **{k: splits[k] for k in ("n_known", "n_never", "forget_share")},
-                             "n_forget": len(splits["forget"]), "n_retain": len(splits["retain"]),
-                             "original": original})
+        result.units.append(_unit(seed, splits, original))
         for label in labels:
             if _missing_attacks(seed_dir, label, config):
                 continue
-            names = [f"harmful p={p:g}" for p in config.harmful] + ["benign"]
-            attacks = {n: _read(_attack_path(seed_dir, label, n)) for n in names}
+            attacks = {n: _read(_attack_path(seed_dir, label, n)) for n in _attack_names(config)}
             if label == CONTROL:  # the benign attack scores the whole control set at its step 0
                 control_score = RelearnResult.from_dict(attacks["benign"]["result"]).unlearned
-                summary = {"forget_mcqa": control_score, "retain_mcqa": original["retain_mcqa"],
-                           "test_mcqa": original["test_mcqa"], "lr": None, "steps": 0, "reached": None}
+                summary = _control_summary(control_score, original)
             else:
                 summary = _read(seed_dir / f"unlearn-{label}.json")
                 if summary is None:
@@ -501,6 +534,11 @@ def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | 
                                  f"(differs in {changed}); use another out folder")
             # which methods an out folder holds grows with each run (a row depends only on its seed)
             methods = list(dict.fromkeys([*stored_config.get("methods", []), *mine["methods"]]))
+            try:  # one label per recipe in a folder: "gd+ssiuu" and "gd+ssiuu(0.001)" would both run
+                config.with_overrides(methods=tuple(methods))
+            except ValueError as error:
+                raise ValueError(f"{folder} holds stages of methods {stored_config.get('methods')}: "
+                                 f"{error}; write each method as it is written there") from None
             control = bool(stored_config.get("control")) or mine["control"]
             mine = {**mine, "methods": methods, "control": control}
         _write(folder / "config.json", mine)
@@ -519,6 +557,7 @@ def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | 
         if folder is not None:
             _write(folder / "known.json", {"stamp": stamp, "known": known})
     result = RealResult(config, meta={"n_facts": len(facts), "chance": target,
+                                      "this_run_seeds": list(config.seeds),
                                       "torch": torch.__version__, "threads": torch.get_num_threads()})
     labels = list(config.methods) + ([CONTROL] if config.control else [])
     bar = progress_bar(total=len(config.seeds) * len(labels), desc="real preset", enabled=progress)
@@ -534,8 +573,6 @@ def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | 
             if config.test_sample is not None and config.test_sample < len(test_ids):
                 test_ids = random.Random(seed).sample(test_ids, config.test_sample)
             test = _subset(facts, test_ids, "test")
-            unit = {"seed": seed, **{k: splits[k] for k in ("n_known", "n_never", "forget_share")},
-                    "n_forget": len(forget), "n_retain": len(retain), "n_test_scored": len(test)}
             base_path = seed_dir / "original.json" if seed_dir is not None else None
             original = _read(base_path) if base_path is not None else None
             if original is None:
@@ -543,16 +580,14 @@ def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | 
                             "test_mcqa": metric(model, test)}
                 if base_path is not None:
                     _write(base_path, original)
-            unit["original"] = original
-            result.units.append(unit)
+            result.units.append({**_unit(seed, splits, original), "n_test_scored": len(test)})
             for label in labels:
                 bar.set_postfix(seed=seed, method=label)
                 summary_path = seed_dir / f"unlearn-{label}.json" if seed_dir is not None else None
                 summary = _read(summary_path) if summary_path is not None else None
                 if label == CONTROL:
                     control = _subset(facts, splits["control"], "control")
-                    summary = {"forget_mcqa": metric(model, control), "retain_mcqa": original["retain_mcqa"],
-                               "test_mcqa": original["test_mcqa"], "lr": None, "steps": 0, "reached": None}
+                    summary = _control_summary(metric(model, control), original)
                     attacks = _attacks(model, control, config, seed, metric, benign, seed_dir, label,
                                        progress)
                 elif summary is not None and _missing_attacks(seed_dir, label, config) and \
@@ -580,10 +615,18 @@ def run_real(config: RealConfig | None = None, *, seeds: Any = None, out: str | 
                 bar.update(1)
                 if folder is not None:
                     result.meta["cpu_seconds"] = time.process_time() - start
-                    result.save(folder)
+                    _save_folder(folder, result.meta)
     finally:
         bar.close()
     result.meta["cpu_seconds"] = time.process_time() - start
     if folder is not None:
-        result.save(folder)
+        _save_folder(folder, result.meta)
     return result
+
+
+def _save_folder(folder: Path, meta: dict) -> None:
+    """``real.json`` and ``real.md`` hold every finished row in the folder (the seeds and methods
+    of earlier runs too), not only this run's; ``meta`` is this run's."""
+    collected = collect_real(folder)
+    collected.meta.update(meta)
+    collected.save(folder)

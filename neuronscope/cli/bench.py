@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from neuronscope.bench import parse_methods, robustness
+from neuronscope.unlearning import split_recipes
 
 __all__ = ["add_parser", "run_robustness"]
 
@@ -68,7 +69,7 @@ def _run_real(args: argparse.Namespace) -> int:
         raise SystemExit(f"--preset real does not take {flags}")
     overrides = {}
     if args.methods:
-        overrides["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        overrides["methods"] = tuple(split_recipes(args.methods))  # labelled as written
     result = robustness("real", seeds=args.seeds, out=str(args.out), progress=not args.quiet, **overrides)
     print(result.table())
     print(f"wrote {args.out / 'real.json'} and real.md")

@@ -18,10 +18,10 @@ from neuronscope.unlearning.methods import (
     register_method,
 )
 from neuronscope.unlearning.penalties import PENALTIES, BoundPenalty, Penalty, register_penalty
-from neuronscope.unlearning.recipe import Recipe, parse_recipe, parse_recipes
+from neuronscope.unlearning.recipe import Recipe, parse_recipe, parse_recipes, split_recipes
 from neuronscope.unlearning.ssiuu import SSIUU
 
 __all__ = ["COMMON_DEFAULTS", "LR_GRID", "METHODS", "PENALTIES", "SSIUU", "BoundPenalty", "Penalty",
            "Recipe", "Setup", "Step", "UnlearnResult", "UnlearningMethod", "get_method",
            "parse_recipe", "parse_recipes", "register_method", "register_penalty", "search_lr",
-           "unlearn"]
+           "split_recipes", "unlearn"]

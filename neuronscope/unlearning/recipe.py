@@ -24,7 +24,7 @@ from typing import Any
 from neuronscope.unlearning.methods import get_method
 from neuronscope.unlearning.penalties import as_penalties, get_penalty
 
-__all__ = ["Recipe", "parse_recipe", "parse_recipes"]
+__all__ = ["Recipe", "parse_recipe", "parse_recipes", "split_recipes"]
 
 _ITEM = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(?:\((.*)\)|:(.*))?\s*$")
 
@@ -124,10 +124,20 @@ def parse_recipe(text: str) -> Recipe:
 
 def parse_recipes(text: str) -> tuple[Recipe, ...]:
     """Comma-separated recipes (commas inside parentheses belong to a penalty)."""
-    recipes = tuple(parse_recipe(item) for item in _split(text, ",") if item.strip())
-    if not recipes:
+    return tuple(parse_recipe(item) for item in split_recipes(text))
+
+
+def split_recipes(text: str) -> list[str]:
+    """Comma-separated recipes as written, each stripped (commas inside parentheses stay).
+
+    Example:
+        >>> split_recipes("ga, gd+ssiuu(1e-3,level=neuron)")
+        ['ga', 'gd+ssiuu(1e-3,level=neuron)']
+    """
+    items = [item.strip() for item in _split(text, ",") if item.strip()]
+    if not items:
         raise ValueError(f"no recipes in {text!r}")
-    return recipes
+    return items
 
 
 def _split(text: str, sep: str) -> list[str]:

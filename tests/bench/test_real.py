@@ -19,6 +19,7 @@ from neuronscope.bench.real import (
     run_real,
     sample_groups,
 )
+from neuronscope.cli import main
 
 
 def _facts(n_groups: int = 40, per_group: int = 3) -> ns.FactSet:
@@ -67,7 +68,10 @@ def test_too_few_known_facts_is_an_error():
 @pytest.mark.parametrize(("overrides", "match"), [
     ({"forget": 0.0}, "forget must be a fraction"),
     ({"forget": 0.5, "test": 0.7}, "exceed 1"),
-    ({"methods": ("gd", "bogus")}, "unknown method"),
+    ({"methods": ("gd", "bogus")}, "'bogus' of the real preset is not a recipe"),
+    ({"methods": ("gd+ssiuu", "gd+ssiuu(0.001)")}, "are the same recipe"),
+    ({"methods": ("gd+ssiuu(-1)",)}, "is not a recipe"),
+    ({"methods": ("control",)}, "names the control rows"),
     ({"harmful_lrs": ()}, "harmful_lrs must be"),
     ({"nonsense": 1}, "unknown real-preset setting"),
     ({"methods": ("gd",), "save_models": ("ga",)}, "not in methods"),
@@ -112,6 +116,11 @@ def test_tiny_real_run_resumes_from_its_stages(smollm2, tmp_path):
     first_benign = [r for r in result.rows if r["attack"] == "benign"]
     assert [r["attacked"] for r in benign_rows] == [r["attacked"] for r in first_benign]
     assert (tmp_path / "real.md").read_text().startswith("| method |")
+    other_seed = run_real(**settings, seeds=(1,))  # a later run adds a seed to the folder
+    assert {r["seed"] for r in other_seed.rows} == {1}
+    saved_rows = RealResult.load(tmp_path).rows  # real.json holds the folder's rows, both seeds
+    assert {r["seed"] for r in saved_rows} == {0, 1}
+    assert [r for r in saved_rows if r["seed"] == 0] == [r for r in resumed.rows if r["seed"] == 0]
 
 
 def test_fact_sample_keeps_whole_groups():
@@ -126,6 +135,35 @@ def test_out_folder_of_another_configuration_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model": "smollm2-135m-instruct"}))
     with pytest.raises(ValueError, match="holds stages of another real-preset configuration"):
         run_real(out=tmp_path, progress=False)
+
+
+def test_methods_are_recipes_labelled_as_written():
+    config = RealConfig(methods=("gd+ssiuu(1)", "npo+ssiuu", "ga"))
+    assert config.methods == ("gd+ssiuu(1)", "npo+ssiuu", "ga")
+    assert RealConfig.from_dict(config.to_dict()) == config
+
+
+def test_config_saved_with_ssiuu_lam_still_loads():
+    saved = {**REAL.to_dict(), "ssiuu_lam": 0.001}  # configs written before methods were recipes
+    assert RealConfig.from_dict(saved) == REAL
+    with pytest.raises(ValueError, match=r"ssiuu_lam=0.5: write its method as 'gd\+ssiuu\(0.5\)'"):
+        RealConfig.from_dict({**saved, "ssiuu_lam": 0.5})
+
+
+def test_out_folder_keeps_one_label_per_recipe(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({**REAL.to_dict(), "methods": ["gd+ssiuu"]}))
+    with pytest.raises(ValueError, match=r"are the same recipe .* write each method as it is written there"):
+        run_real(out=tmp_path, methods=("gd+ssiuu(0.001)",), progress=False)  # before any model loads
+
+
+def test_cli_real_preset_reads_methods_as_recipes(tmp_path, capsys):
+    """Commas inside a penalty's parentheses stay in it; a recipe written twice fails before any
+    model loads."""
+    args = ["bench", "robustness", "--preset", "real", "--quiet", "--out", str(tmp_path),
+            "--methods", "gd+ssiuu(0.001,level=neuron), gd+ssiuu(1e-3,level=neuron)"]
+    assert main(args) != 0
+    assert "'gd+ssiuu(0.001,level=neuron)' and 'gd+ssiuu(1e-3,level=neuron)' are the same recipe" in \
+        capsys.readouterr().err
 
 
 def test_control_needs_enough_never_known_facts():
