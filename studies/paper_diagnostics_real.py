@@ -50,7 +50,8 @@ from neuronscope.realworld import real_facts
 
 OUT = Path(__file__).parent / "results" / "paper-diagnostics-real"
 CACHE = Path("/tmp/neuronscope-paper-diagnostics-real")  # scratch: attributions (~130 MB each)
-METHODS = ("gd", "gd+ssiuu", "ga")
+METHODS = ("gd", "gd+ssiuu", "ga", "gd+ssiuu(1)")  # gd+ssiuu(1): the lambda = 1 probe of docs/real-model.md
+SSIUU_RUNS = ("gd+ssiuu", "gd+ssiuu(1)")
 SEEDS = (0, 1, 2)
 SITES = ["q", "k", "v", "o", "gate", "up", "mlp_post", "down"]
 M = 100
@@ -362,22 +363,25 @@ def _cell(values: list[float], digits: int = 3) -> str:
 
 
 def weight_distances(real: Path, out: Path = OUT, seeds=SEEDS) -> dict:
-    """How far GD + SSIUU's weights are from GD's, relative to GD's update, per seed (all
-    parameters): ``||w_gd - w_ssiuu|| / ||w_gd - w_original||`` and the largest ``|w_gd - w_ssiuu|``."""
+    """How far each GD + SSIUU run's weights (lambda 1e-3 and 1) are from GD's, relative to GD's
+    update, per seed (all parameters): ``||w_gd - w_ssiuu|| / ||w_gd - w_original||`` and the
+    largest ``|w_gd - w_ssiuu|``."""
     original = _load(None).state_dict()
-    result = {}
+    result: dict[str, dict] = {}
     for seed in seeds:
-        paths = [model_path(real, seed, m) for m in ("gd", "gd+ssiuu")]
-        if not all(p.is_file() for p in paths):
+        if not model_path(real, seed, "gd").is_file():
             continue
-        gd, ssiuu = (torch.load(p, mmap=True, map_location="cpu") for p in paths)
-        between = update = largest = 0.0
-        for key, value in gd.items():
-            between += float((value.double() - ssiuu[key].double()).pow(2).sum())
-            update += float((value.double() - original[key].double()).pow(2).sum())
-            largest = max(largest, float((value - ssiuu[key]).abs().max()))
-        result[f"seed{seed}"] = {"relative_distance": (between / update) ** 0.5 if update else float("nan"),
-                                 "max_abs_difference": largest, "gd_update_norm": update ** 0.5}
+        gd = torch.load(model_path(real, seed, "gd"), mmap=True, map_location="cpu")
+        update = sum(float((v.double() - original[k].double()).pow(2).sum()) for k, v in gd.items())
+        for method in SSIUU_RUNS:
+            if not model_path(real, seed, method).is_file():
+                continue
+            ssiuu = torch.load(model_path(real, seed, method), mmap=True, map_location="cpu")
+            between = sum(float((v.double() - ssiuu[k].double()).pow(2).sum()) for k, v in gd.items())
+            largest = max(float((v - ssiuu[k]).abs().max()) for k, v in gd.items())
+            result.setdefault(f"seed{seed}", {})[method] = {
+                "relative_distance": (between / update) ** 0.5 if update else float("nan"),
+                "max_abs_difference": largest, "gd_update_norm": update ** 0.5}
     _write(out / "weights.json", result)
     return result
 
@@ -452,14 +456,15 @@ def _preset_attack(real: Path, seed: int, method: str) -> float | None:
 def table(out: Path = OUT, real: Path | None = None) -> str:
     """Markdown: mean ± std over the seeds that have each quantity (count in brackets)."""
     rows = {m: [r for s in SEEDS if (r := _read(out / f"seed{s}-{m}.json"))] for m in METHODS}
+    methods = [m for m in METHODS if rows[m]]
     if real is not None:  # the preset's attack beside this study's units (by seed)
-        for m in METHODS:
+        for m in methods:
             for r in rows[m]:
                 r["preset_attack"] = _preset_attack(real, r["seed"], m)
-    lines = ["| quantity | the paper | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 2) + "|"]
+    lines = ["| quantity | the paper | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
     for name, claim, get in QUANTITIES:
         cells = []
-        for m in METHODS:
+        for m in methods:
             values = []
             for r in rows[m]:
                 with contextlib.suppress(KeyError, TypeError):
