@@ -18,7 +18,7 @@ import torch
 
 from neuronscope.gguf import check_gguf, convert_gguf
 
-__all__ = ["TOKENIZER_FILES", "copy_model", "guard_deepcopy", "load_model", "native_config",
+__all__ = ["TOKENIZER_FILES", "boot_native", "copy_model", "guard_deepcopy", "load_model", "native_config",
            "resolve_device"]
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json",
@@ -34,10 +34,25 @@ def _bridge_class() -> Any:
 
 
 def native_config(**settings: Any) -> Any:
-    """A ``TransformerBridgeConfig`` for ``TransformerBridge.boot_native``."""
+    """A ``TransformerBridgeConfig`` for :func:`boot_native`."""
     from transformer_lens.config import TransformerBridgeConfig
 
     return TransformerBridgeConfig(**settings)
+
+
+def boot_native(config: Any, **boot_kwargs: Any) -> Any:
+    """A TransformerBridge of TransformerLens' own (native) architecture with ``config``'s random
+    weights (a :func:`native_config`), in eval mode and safe to ``copy.deepcopy``.
+
+    Example:
+        >>> config = native_config(d_model=16, d_head=4, n_heads=4, n_layers=1, n_ctx=8, d_vocab=20,
+        ...                        d_mlp=32, act_fn="gelu", normalization_type="LN")
+        >>> boot_native(config).cfg.d_mlp
+        32
+    """
+    model = _bridge_class().boot_native(config, **boot_kwargs)
+    model.eval()
+    return guard_deepcopy(model)
 
 
 def resolve_device(device: str | torch.device | None, *,

@@ -38,7 +38,8 @@ from neuronscope.training import EpochSampler, TrainHistory, TrainSettings, fine
 from neuronscope.types import Model
 from neuronscope.world import FactWorld
 
-__all__ = ["SIZES", "Organism", "OrganismRecipe", "cache_dir", "organism"]
+__all__ = ["SIZES", "Organism", "OrganismRecipe", "cache_dir", "organism", "training_facts",
+           "untrained_organism"]
 
 RECIPE_VERSION = 4
 
@@ -114,7 +115,15 @@ def _digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _build(world: FactWorld, recipe: OrganismRecipe, seed: int) -> Any:
+def untrained_organism(world: FactWorld, recipe: OrganismRecipe, seed: int) -> Any:
+    """The organism's bridge before training: ``recipe``'s architecture, ``seed``'s random
+    weights and ``world``'s tokenizer (what :func:`organism` trains).
+
+    Example:
+        >>> world = FactWorld.synthetic(n_people=10)
+        >>> untrained_organism(world, SIZES["tiny"], seed=0).cfg.n_layers == SIZES["tiny"].n_layers
+        True
+    """
     config = native_config(
         d_model=recipe.d_model, d_head=recipe.d_model // recipe.n_heads, n_heads=recipe.n_heads,
         n_layers=recipe.n_layers, n_ctx=recipe.n_ctx, d_vocab=len(world.tokenizer),
@@ -126,8 +135,17 @@ def _build(world: FactWorld, recipe: OrganismRecipe, seed: int) -> Any:
     return guard_deepcopy(model)
 
 
-def _training_facts(world: FactWorld, recipe: OrganismRecipe, seed: int,
-                    exclude: FactSet | None) -> tuple[FactSet, FactSet]:
+def training_facts(world: FactWorld, recipe: OrganismRecipe, seed: int,
+                   exclude: FactSet | None = None) -> tuple[FactSet, FactSet]:
+    """What :func:`organism` trains on: ``world``'s facts without ``exclude`` (the oracle's
+    forget set), and the benign sentences (a seeded sample of ``recipe.benign_sentences``).
+
+    Example:
+        >>> world = FactWorld.synthetic(n_people=10)
+        >>> facts, benign = training_facts(world, SIZES["tiny"], seed=0)
+        >>> len(facts) == len(world.facts)
+        True
+    """
     facts = world.facts if exclude is None else world.facts.without(exclude)
     benign = list(world.benign)
     if recipe.benign_sentences is not None and recipe.benign_sentences < len(benign):
@@ -260,14 +278,14 @@ def organism(
         unknown = [f.id or f.prompt for f in exclude_set if f not in known]
         if unknown:
             raise ValueError(f"exclude holds facts that are not in the world: {unknown[:3]}")
-    facts, benign = _training_facts(world, recipe, seed, exclude_set)
+    facts, benign = training_facts(world, recipe, seed, exclude_set)
     # Validate before any work: every fact fits the context and uses known words.
     tokenize(list(facts) + list(benign), world.tokenizer, max_length=recipe.n_ctx)
     settings = _settings(world, recipe, size, seed, exclude_set)
     key = _key(settings)
     folder = Path(cache) if isinstance(cache, (str, os.PathLike)) else cache_dir()
     path = folder / f"organism-{size}-{key}.pt"
-    model = _build(world, recipe, seed)
+    model = untrained_organism(world, recipe, seed)
     payload = _load(path, key) if cache is not False else None
     if payload is not None:
         model.load_state_dict(payload["state_dict"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from neuronscope.models import _bridge_class, guard_deepcopy, native_config
+from neuronscope.models import boot_native, native_config
 from neuronscope.types import Model
 
 __all__ = ["KINDS", "tiny_model"]
@@ -48,8 +48,7 @@ def tiny_model(kind: Literal["ln_gelu", "rms_gated_rotary"] = "ln_gelu", *, d_vo
     else:
         config = native_config(**common, act_fn="silu", normalization_type="RMS", gated_mlp=True,
                                positional_embedding_type="rotary", final_rms=True)
-    model = _bridge_class().boot_native(config)
-    model.eval()
+    model = boot_native(config)
     if tokenizer is not None:
         model.tokenizer = tokenizer
-    return guard_deepcopy(model)
+    return model

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import neuronscope as ns
-from neuronscope.organism import SIZES, _build, _training_facts
+from neuronscope.organism import SIZES, training_facts, untrained_organism
 from neuronscope.scoring import answer_token_logprobs, scores
 from neuronscope.training import EpochSampler
 
@@ -149,8 +149,8 @@ def test_organism_trains_through_finetune_bit_for_bit_like_its_old_loop(tmp_path
     monkeypatch.setitem(SIZES, "tiny", recipe)
     org = ns.organism(world, size="tiny", seed=2, cache=False, progress=False)
     assert len(calls) == 1 and calls[0]["sampler"] is EpochSampler
-    reference = _build(world, recipe, 2)
-    facts, benign = _training_facts(world, recipe, 2, None)
+    reference = untrained_organism(world, recipe, 2)
+    facts, benign = training_facts(world, recipe, 2)
     epochs = _reference_training(reference, facts, benign, recipe, 2)
     assert org.record["epochs"] == epochs and org.record["reached_target"]
     mine, theirs = org.bridge.state_dict(), reference.state_dict()

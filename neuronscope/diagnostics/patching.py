@@ -35,8 +35,8 @@ from neuronscope.hooks import d_mlp, mlp_hook_name, mlp_hook_names, model_device
 from neuronscope.scoring import batch_for, scores
 from neuronscope.tokenization import POSITIONS, FactBatch, position_mask
 
-__all__ = ["RESTORES", "Verification", "matched_random_sets", "mlp_activations", "patched_scores",
-           "position_mask", "site_activations", "verify_neurons"]
+__all__ = ["RESTORES", "Verification", "chunked", "matched_random_sets", "mlp_activations", "patch_from",
+           "patched_scores", "position_mask", "site_activations", "verify_neurons"]
 
 RESTORES = ("original", "control_mean")
 
@@ -48,7 +48,17 @@ ChunkActs = list[dict[int, Tensor]]
 Patch = dict[Any, tuple[Tensor, list[Tensor] | Tensor]]
 
 
-def _chunks(batch: FactBatch, batch_size: int) -> Chunks:
+def chunked(batch: FactBatch, batch_size: int) -> Chunks:
+    """A batch as consecutive chunks of at most ``batch_size`` facts, the unit that
+    :func:`mlp_activations` and :func:`patched_scores` work in.
+
+    Example::
+
+        chunks = chunked(batch_for(model, forget), 16)
+        patched_scores(model, chunks, {}, "all")      # no patch: the model's own scores
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     return [batch[start : start + batch_size] for start in range(0, len(batch), batch_size)]
 
 
@@ -144,7 +154,15 @@ def _group(neurons: Sequence[tuple[Any, int]]) -> dict[Any, Tensor]:
     return {layer: torch.tensor(sorted(ns)) for layer, ns in per_layer.items()}
 
 
-def _patch_from(acts: ChunkActs, neurons: Sequence[tuple[int, int]]) -> Patch:
+def patch_from(acts: ChunkActs, neurons: Sequence[tuple[int, int]]) -> Patch:
+    """A patch for :func:`patched_scores` that sets ``neurons`` (``(layer, neuron)`` pairs) to
+    their values in ``acts`` (from :func:`mlp_activations` of another model on the same chunks).
+
+    Example::
+
+        acts = mlp_activations(other, chunks, [1])
+        patched_scores(model, chunks, patch_from(acts, [(1, 5), (1, 7)]), "all")
+    """
     return {layer: (idx, [chunk[layer][..., idx] for chunk in acts])
             for layer, idx in _group(neurons).items()}
 
@@ -411,7 +429,7 @@ def verify_neurons(
         if not control:
             raise ValueError("restore='control_mean' needs control facts (control=...)")
     batch = batch_for(after, facts, tokenizer)
-    chunks = _chunks(batch, batch_size)
+    chunks = chunked(batch, batch_size)
     if sites is None:
         slots, widths = neurons, d_mlp(after)
         layers = sorted({layer for layer, _ in neurons})
@@ -428,11 +446,11 @@ def verify_neurons(
                                by_name=sites is not None)
 
     def restored_with(subset: Sequence[tuple[int, int]]) -> tuple[float, float]:
-        patch = _patch_from(acts_before, subset) if restore == "original" else _patch_mean(means, subset)
+        patch = patch_from(acts_before, subset) if restore == "original" else _patch_mean(means, subset)
         return _metrics(*patched_scores(after, chunks, patch, positions))
 
     def suppressed_with(subset: Sequence[tuple[int, int]]) -> tuple[float, float]:
-        return _metrics(*patched_scores(before, chunks, _patch_from(acts_after, subset), positions))
+        return _metrics(*patched_scores(before, chunks, patch_from(acts_after, subset), positions))
 
     return Verification(
         neurons=list(neurons), restore=restore, positions=positions, n_random=n_random, seed=seed,
@@ -448,7 +466,7 @@ def verify_neurons(
 
 def _control_means(model: Any, batch: FactBatch, layers: list, batch_size: int,
                    by_name: bool = False) -> dict[Any, Tensor]:
-    chunks = _chunks(batch, batch_size)
+    chunks = chunked(batch, batch_size)
     acts = site_activations(model, chunks, layers) if by_name else mlp_activations(model, chunks, layers)
     means = {}
     for layer in layers:

@@ -9,7 +9,7 @@ from neuronscope import Fact, FactSet
 from neuronscope.attribution import NeuronAttribution, attribute
 from neuronscope.attribution.engine import EngineOptions
 from neuronscope.hooks import hook_count
-from neuronscope.models import load_model
+from neuronscope.models import boot_native, load_model, native_config
 from neuronscope.tokenization import WordTokenizer
 from tests.conftest import make_native
 
@@ -236,13 +236,11 @@ def test_result_metadata(tiny_org, tiny_world):
 
 
 def test_falls_back_where_the_fast_paths_do_not_reproduce_the_model():
-    from neuronscope.models import _bridge_class, native_config
-
     facts = word_facts(4)
     # logits soft-capped after the unembedding, outside the blocks: only full passes are exact
     cfg = native_config(d_model=32, d_head=8, n_heads=4, n_layers=2, n_ctx=24, d_vocab=len(TOKENIZER),
                         d_mlp=48, seed=0, act_fn="gelu", normalization_type="LN", output_logits_soft_cap=2.0)
-    capped = _bridge_class().boot_native(cfg).eval()
+    capped = boot_native(cfg)
     with pytest.warns(UserWarning, match="full forward passes"):
         fast = attribute(capped, facts, tokenizer=TOKENIZER, steps=3, progress=False)
     slow = attribute(capped, facts, tokenizer=TOKENIZER, steps=3, progress=False, engine="reference")

@@ -9,6 +9,7 @@ import pytest
 
 import neuronscope as ns
 from neuronscope.bench import PRESETS, BenchConfig, Recipe, RobustnessResult, mean_std, parse_methods
+from neuronscope.bench.pipeline import control_sample
 from neuronscope.cli import build_parser
 from neuronscope.unlearning import SSIUU
 
@@ -184,10 +185,8 @@ def test_combine_joins_seeds_and_refuses_mismatches():
 
 
 def test_retain_sample_is_a_seeded_subset(tiny_world):
-    from neuronscope.bench.pipeline import control_sample as _retain_sample
-
     facts = tiny_world.facts
-    sample = _retain_sample(facts, 40, seed=1)
+    sample = control_sample(facts, 40, seed=1)
     assert len(sample) == 40 and set(sample.ids) <= set(facts.ids)
-    assert _retain_sample(facts, 40, seed=1) == sample and _retain_sample(facts, 40, seed=2) != sample
-    assert _retain_sample(facts, None, seed=1) == facts and _retain_sample(facts, 10_000, 0) == facts
+    assert control_sample(facts, 40, seed=1) == sample and control_sample(facts, 40, seed=2) != sample
+    assert control_sample(facts, None, seed=1) == facts and control_sample(facts, 10_000, 0) == facts

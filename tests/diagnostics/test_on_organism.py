@@ -19,7 +19,9 @@ import torch
 import neuronscope as ns
 from neuronscope.attribution import attribute
 from neuronscope.diagnostics import check_compatible, diagnose
+from neuronscope.diagnostics.patching import chunked, mlp_activations, patch_from, patched_scores
 from neuronscope.hooks import hook_count
+from neuronscope.models import boot_native, native_config
 from neuronscope.scoring import answer_token_logprobs, batch_for
 
 STEPS = 8  # integrated-gradients steps: enough on the tiny organism, keeps the tests fast
@@ -273,23 +275,21 @@ def test_attribution_method_is_selectable(case, hider_diag):
 def test_patching_every_neuron_of_the_changed_layer_reproduces_the_other_model(tiny_org, forget_retain):
     """Identity: two models that differ only in one layer's MLP *input* weights compute the same
     function once that layer's activations are all patched from one into the other."""
-    from neuronscope.diagnostics.patching import _chunks, _patch_from, mlp_activations, patched_scores
-
     forget, _ = forget_retain
     before = tiny_org.bridge
     other = ns.copy_model(before)
     with torch.no_grad():
         weight = other.original_model.layers[1].mlp.fc_in.weight
         weight.add_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)) * 0.5)
-    chunks = _chunks(batch_for(before, forget), 16)
+    chunks = chunked(batch_for(before, forget), 16)
     every = [(1, n) for n in range(ns.hooks.d_mlp(before))]
     plain_other = patched_scores(other, chunks, {}, "all")
     plain_before = patched_scores(before, chunks, {}, "all")
     assert not torch.allclose(plain_other[0], plain_before[0], atol=1e-3)  # they differ
     hooks = hook_count(before)
     acts_other, acts_before = mlp_activations(other, chunks, [1]), mlp_activations(before, chunks, [1])
-    into_before = patched_scores(before, chunks, _patch_from(acts_other, every), "all")
-    into_other = patched_scores(other, chunks, _patch_from(acts_before, every), "all")
+    into_before = patched_scores(before, chunks, patch_from(acts_other, every), "all")
+    into_other = patched_scores(other, chunks, patch_from(acts_before, every), "all")
     torch.testing.assert_close(into_before[0], plain_other[0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(into_other[0], plain_before[0], atol=1e-4, rtol=1e-4)
     assert hook_count(before) == hooks and hook_count(other) == hooks
@@ -303,9 +303,7 @@ def test_mismatched_models_raise(native_factory, tiny_org, forget_retain):
         check_compatible(two, three, tokenizer="given")
     with pytest.raises(ValueError, match=r"gated_mlp|act_fn"):
         check_compatible(two, native_factory("rms_gated_rotary"), tokenizer="given")
-    from neuronscope.models import _bridge_class, native_config
-
-    wide = _bridge_class().boot_native(native_config(d_model=32, d_head=8, n_heads=4, n_layers=2, n_ctx=24,
+    wide = boot_native(native_config(d_model=32, d_head=8, n_heads=4, n_layers=2, n_ctx=24,
                                                      d_vocab=50, d_mlp=64, act_fn="gelu",
                                                      normalization_type="LN"))
     with pytest.raises(ValueError, match="d_mlp"):
