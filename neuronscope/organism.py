@@ -31,7 +31,7 @@ from neuronscope.atomic import atomic_torch_save
 from neuronscope.cache import cache_dir
 from neuronscope.deprecation import DeprecatedAlias
 from neuronscope.facts import Fact, FactSet
-from neuronscope.models import _bridge_class, guard_deepcopy, native_config
+from neuronscope.models import boot_native, native_config
 from neuronscope.scoring import answer_token_logprobs, scores
 from neuronscope.tokenization import WordTokenizer, tokenize
 from neuronscope.training import EpochSampler, TrainHistory, TrainSettings, finetune
@@ -130,9 +130,9 @@ def untrained_organism(world: FactWorld, recipe: OrganismRecipe, seed: int) -> A
         d_mlp=recipe.d_mlp, act_fn=recipe.act_fn, normalization_type="LN", seed=seed,
         model_name="neuronscope-organism",
     )
-    model = _bridge_class().boot_native(config, model_name="neuronscope-organism")
+    model = boot_native(config, model_name="neuronscope-organism")
     model.tokenizer = world.tokenizer
-    return guard_deepcopy(model)
+    return model
 
 
 def training_facts(world: FactWorld, recipe: OrganismRecipe, seed: int,

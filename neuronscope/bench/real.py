@@ -296,8 +296,7 @@ def _attack_path(folder: Path | None, label: str, name: str) -> Path | None:
 def _attacks(model: Any, forget: FactSet, config: RealConfig, seed: int, metric: Any,
              benign: FactSet, folder: Path | None, label: str, progress: bool) -> dict[str, dict]:
     out = {}
-    plans = [(name, "harmful", p, config.harmful_lrs)
-             for name, p in zip(_attack_names(config), config.harmful, strict=False)]
+    plans = [(_harmful_name(p), "harmful", p, config.harmful_lrs) for p in config.harmful]
     plans.append(("benign", "benign", 0.3, config.benign_lrs))
     for name, attack, p, lrs in plans:
         path = _attack_path(folder, label, name)
@@ -316,8 +315,12 @@ def _attacks(model: Any, forget: FactSet, config: RealConfig, seed: int, metric:
     return out
 
 
+def _harmful_name(p: float) -> str:
+    return f"harmful p={p:g}"
+
+
 def _attack_names(config: RealConfig) -> list[str]:
-    return [f"harmful p={p:g}" for p in config.harmful] + ["benign"]
+    return [_harmful_name(p) for p in config.harmful] + ["benign"]
 
 
 def _missing_attacks(folder: Path | None, label: str, config: RealConfig) -> bool:
